@@ -1,0 +1,1 @@
+"""Nebras stage: evaluation."""
