@@ -1,8 +1,68 @@
-"""Sub-commands of this stage for the ``nebras`` CLI (see nebras_bot/cli.py)."""
+"""``nebras serve`` (FastAPI + uvicorn hosting the Rasa agent) and ``nebras nlg-server``."""
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     """Add this stage's commands to ``nebras``."""
+    serve = subparsers.add_parser(
+        "serve", help="serve the assistant over HTTP (/v1/chat, web chat at /, /metrics)",
+        description="FastAPI app hosting the Rasa agent in-process. Settings: NEBRAS_* environment "
+        "variables (see docs/deployment.md); flags override them.",
+    )
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--model", type=Path, default=None,
+                       help="Rasa model .tar.gz or a directory (default: newest in models/)")
+    serve.add_argument("--endpoints", type=Path, default=None, help="endpoints.yml (default ./endpoints.yml)")
+    serve.set_defaults(func=_serve)
+
+    nlg = subparsers.add_parser(
+        "nlg-server", help="standalone NLG server (Rasa's `nlg: url:` protocol) with batched generation",
+    )
+    nlg.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    nlg.add_argument("--port", type=int, default=None, help="port (default 5056)")
+    nlg.add_argument("--domain", type=Path, default=None, help="domain.yml with the templated responses")
+    nlg.add_argument("--model", dest="model_source", default=None,
+                     help="generator model source (default models/nlg/current)")
+    nlg.set_defaults(func=_nlg_server)
+
+
+def _overrides(args: argparse.Namespace, names) -> dict:
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from nebras_bot.monitoring.logging import configure_logging
+    from nebras_bot.monitoring.sentry import init_sentry
+    from nebras_bot.serving.app import create_app
+    from nebras_bot.serving.settings import ServingSettings
+
+    settings = ServingSettings(**_overrides(args, ("host", "port", "model", "endpoints")))
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, json_logs=settings.log_json)
+    init_sentry("serve")
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                timeout_graceful_shutdown=30)
+    return 0
+
+
+def _nlg_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from nebras_bot.monitoring.logging import configure_logging
+    from nebras_bot.monitoring.sentry import init_sentry
+    from nebras_bot.serving.nlg_server import create_nlg_app
+    from nebras_bot.serving.settings import NLGServerSettings
+
+    settings = NLGServerSettings(**_overrides(args, ("host", "port", "domain", "model_source")))
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    init_sentry("nlg-server")
+    uvicorn.run(create_nlg_app(settings), host=settings.host, port=settings.port, log_config=None,
+                timeout_graceful_shutdown=30)
+    return 0

@@ -1,0 +1,1 @@
+"""HTTP routes of ``nebras serve``, one module per resource."""
