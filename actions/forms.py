@@ -1,9 +1,10 @@
 """Form validation: ``order_form`` (order_id) and ``ticket_form`` (email, ticket_description, optional order_id)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Text
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import FormValidationAction, Tracker
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import service
@@ -31,6 +32,16 @@ class ValidateOrderForm(FormValidationAction):
 class ValidateTicketForm(FormValidationAction):
     def name(self) -> Text:
         return "validate_ticket_form"
+
+    async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: Dict[Text, Any]) -> List[EventType]:
+        """rasa_sdk validates required slots only; order_id is optional here, so validate it too."""
+        events = await super().get_validation_events(dispatcher, tracker, domain)
+        recent = tracker.slots_to_validate()
+        if "order_id" in recent and "order_id" not in self.domain_slots(domain):
+            result = self.validate_order_id(recent["order_id"], dispatcher, tracker, domain)
+            events.extend(SlotSet(name, value) for name, value in result.items())
+        return events
 
     def validate_email(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                        domain: Dict[Text, Any]) -> Dict[Text, Any]:

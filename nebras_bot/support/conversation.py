@@ -61,7 +61,9 @@ def last_bot_reply(events: List[Dict[str, Any]], skip_after_last_user: bool = Tr
         if event.get("event") != "bot" or not event.get("text"):
             continue
         data = event.get("data") or {}
-        sources = [event.get("metadata") or {}, data.get("custom") or {}, data]
+        metadata = event.get("metadata") or {}
+        nested = metadata.get("metadata") if isinstance(metadata.get("metadata"), dict) else {}
+        sources = [metadata, nested, data.get("custom") or {}, data]
         generated = _lookup(sources, GENERATED_KEYS)
         user = last_user_event(events[:index])
         return BotReply(

@@ -83,6 +83,7 @@ feedback = sa.Table(
     sa.Column("intent", sa.String(100)),
     sa.Column("generated", sa.Boolean),
     sa.Column("model_version", sa.String(100)),
+    sa.Column("comment", sa.Text),  # added in schema version 3
     sa.Column("created_at", sa.DateTime(), nullable=False),
 )
 
@@ -134,10 +135,19 @@ def _create_tables(names: Tuple[str, ...]) -> Callable[[Connection], None]:
     return apply
 
 
+def _add_column(table: str, column: str, ddl_type: str) -> Callable[[Connection], None]:
+    def apply(connection: Connection) -> None:
+        if column not in {c["name"] for c in sa.inspect(connection).get_columns(table)}:
+            connection.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}"))
+
+    return apply
+
+
 # (version, description, apply). Append new versions; never edit an applied one.
 MIGRATIONS: List[Tuple[int, str, Callable[[Connection], None]]] = [
     (1, "tickets, orders, feedback, ticket outbox", _create_tables(("tickets", "orders", "feedback", "ticket_outbox"))),
     (2, "harvest store and learning watermarks", _create_tables(("harvest", "learning_watermarks"))),
+    (3, "feedback comment", _add_column("feedback", "comment", "TEXT")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -41,6 +41,7 @@ class Feedback:
     generated: Optional[bool]
     model_version: Optional[str]
     created_at: datetime
+    comment: Optional[str] = None
 
     @classmethod
     def from_row(cls, row: Any) -> "Feedback":
@@ -62,6 +63,7 @@ class FeedbackStore:
         sender_id: Optional[str] = None,
         user_text: Optional[str] = None,
         intent: Optional[str] = None,
+        comment: Optional[str] = None,
     ) -> Feedback:
         normalised = normalise_rating(rating)
         if normalised is None:
@@ -72,12 +74,17 @@ class FeedbackStore:
             sender_id=sender_id, rating=normalised, bot_text=scrub(bot_text),
             user_text=scrub(user_text) if user_text else None, intent=intent,
             generated=generated, model_version=model_version, created_at=db.utcnow(),
+            comment=scrub(comment) if comment else None,
         )
         for attempt in db.retrying(self.settings):
             with attempt:
                 with self.engine.begin() as connection:
                     new_id = connection.execute(db.feedback.insert().values(**values)).inserted_primary_key[0]
         return Feedback(id=int(new_id), **values)
+
+    def add(self, *, rating: str, reply_text: str, **kwargs: Optional[object]) -> Feedback:
+        """``record()`` under the names the serving API uses (``reply_text`` for the rated text)."""
+        return self.record(rating=rating, bot_text=reply_text, **kwargs)  # type: ignore[arg-type]
 
     def since(self, after_id: int = 0) -> List[Feedback]:
         query = sa.select(db.feedback).where(db.feedback.c.id > after_id).order_by(db.feedback.c.id)

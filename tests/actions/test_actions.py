@@ -79,6 +79,14 @@ async def test_ticket_form_validates_through_run(seeded):
     events = await ValidateTicketForm().run(dispatcher, t, DOMAIN)
     assert SlotSet("email", None) in events and "doesn't look right" in dispatcher.messages[0]["text"]
 
+    # the optional order id is validated too when the user gives one during the form
+    t = tracker(text="order 77777777", slots={"order_id": "77777777", "requested_slot": "ticket_description"},
+                loop="ticket_form")
+    t.events.append({"event": "slot", "name": "order_id", "value": "77777777"})
+    dispatcher = CollectingDispatcher()
+    events = await ValidateTicketForm().run(dispatcher, t, DOMAIN)
+    assert SlotSet("order_id", None) in events and "without an order number" in dispatcher.messages[0]["text"]
+
     form = ValidateTicketForm()
     dispatcher = CollectingDispatcher()
     assert form.validate_email(" Amira@Example.com ", dispatcher, t, DOMAIN) == {"email": "Amira@example.com"}

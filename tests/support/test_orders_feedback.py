@@ -76,3 +76,10 @@ def test_feedback_is_stored_with_reply_text_and_model(support):
     with pytest.raises(ValueError):
         support.feedback.record(rating="sideways", bot_text="x")
     assert normalise_rating("Thumbs Up") == "up"
+
+
+def test_feedback_add_is_the_serving_api_spelling(support):
+    row = support.feedback.add(sender_id="s", rating="up", reply_text="Happy to help!", generated=False,
+                               model_version=None, comment="quick answer, thanks (me@x.org)")
+    [stored] = support.feedback.since(0)
+    assert stored.id == row.id and stored.bot_text == "Happy to help!" and stored.comment == "quick answer, thanks ([EMAIL])"
