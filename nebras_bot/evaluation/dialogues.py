@@ -90,6 +90,8 @@ def _compile_all(patterns: Sequence[str], where: str) -> None:
 
 
 def _parse_turn(raw: Any, where: str, known_facts: set) -> ScriptTurn:
+    if isinstance(raw, dict) and isinstance(raw.get("user"), (int, float)) and not isinstance(raw["user"], bool):
+        raw = {**raw, "user": str(raw["user"])}  # `user: 4587345` (quote ids with leading zeros)
     if not isinstance(raw, dict) or not isinstance(raw.get("user"), str) or not raw["user"].strip():
         raise ConversationFileError(f"{where}: a turn needs a non-empty 'user' message")
     unknown = set(raw) - _TURN_KEYS
