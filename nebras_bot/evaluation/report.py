@@ -119,7 +119,7 @@ def section_summary(evaluation: Optional[Evaluation]) -> str:
     if evaluation is None:
         return missing("evaluation run (metrics.json)", "nebras evaluate --model ... --data ... --train ... --out results/evaluation")
     m = evaluation.metrics
-    info = table(["", ""], [
+    info = table(["run", ""], [
         ["rows evaluated", m.get("n")], ["model", m.get("model")], ["model version", m.get("model_version")],
         ["data", m.get("data")], ["intent/entities from", m.get("intent_source", "csv")],
         ["perplexity (references)", m.get("perplexity")], ["bits per byte", m.get("bits_per_byte")],

@@ -60,7 +60,9 @@ def metrics_vs_baselines(metrics: Mapping) -> Optional[str]:
     axis.set_xticklabels(["BLEU", "chrF", "ROUGE-1", "ROUGE-2", "ROUGE-L"])
     axis.set_ylabel("score (0-100)")
     axis.set_title("Reply quality: model vs baselines")
-    axis.legend(fontsize=8)
+    top = max([float(table[k].get(m) or 0.0) for k in table for m in TEXT_METRICS] + [1.0])
+    axis.set_ylim(0, top * 1.25)
+    axis.legend(fontsize=8, ncol=3, loc="upper center")
     return _render(figure)
 
 

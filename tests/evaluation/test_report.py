@@ -1,0 +1,93 @@
+"""``nebras report``: sections rendered from real inputs, missing inputs stated, slides, CLI."""
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+
+from nebras_bot.cli import main
+from nebras_bot.evaluation.report import SECTIONS, gather, render_report
+from nebras_bot.evaluation.slides import render_slides
+
+from .report_fixtures import build_home
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEBRAS_HOME", str(tmp_path))
+    build_home(tmp_path)
+    return tmp_path
+
+
+def _section(page: str, key: str) -> str:
+    match = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
+    assert match, f"section {key} missing"
+    return match.group(1)
+
+
+def test_every_section_is_rendered_from_its_inputs(home):
+    page = render_report(gather())
+    for key, _ in SECTIONS:
+        assert 'class="missing"' not in _section(page, key), key
+    summary = _section(page, "summary")
+    assert "TF-IDF retrieval" in summary and "intent template" in summary and "v-test-1" in summary
+    assert "data:image/png;base64," in summary
+    assert "unknown_number" in _section(page, "fallbacks")
+    assert "recover_password" in _section(page, "per-intent")
+    training = _section(page, "training")
+    assert training.count("data:image/png;base64,") >= 3  # loss curves, tokens/s, learning rate
+    assert "gpt2-scratch:tiny" in training
+    assert "near_duplicates" in _section(page, "data-card")
+    rasa = _section(page, "rasa-test")
+    assert "0.947" in rasa and "Failed test stories: 0" in rasa and "data:image/png;base64," in rasa
+    assert "context_retention" in _section(page, "dialogues")
+    assert "Your order 123 is on its way." in _section(page, "examples")
+
+
+def test_embedded_images_are_valid_pngs(home):
+    page = render_report(gather())
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 8
+    for data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_inputs_are_stated_per_section(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEBRAS_HOME", str(tmp_path))
+    page = render_report(gather())
+    for key, _ in SECTIONS:
+        assert 'class="missing"' in _section(page, key), key
+    assert "nebras evaluate" in _section(page, "summary")
+    assert "nebras data prepare" in _section(page, "data-card")
+
+
+def test_newest_evaluation_is_chosen(home):
+    import json
+    import os
+    import time
+
+    newer = home / "results" / "evaluation-2"
+    newer.mkdir()
+    metrics = json.loads((home / "results" / "evaluation" / "metrics.json").read_text())
+    metrics["model_version"] = "v-newer"
+    (newer / "metrics.json").write_text(json.dumps(metrics))
+    later = time.time() + 5
+    os.utime(newer / "metrics.json", (later, later))
+    assert gather().evaluation.metrics["model_version"] == "v-newer"
+
+
+def test_slides_have_the_headline_results(home):
+    deck = render_slides(gather())
+    assert deck.count('class="slide"') >= 5
+    assert "Against TF-IDF retrieval: BLEU" in deck
+    assert "conversation accuracy" in deck
+
+
+def test_cli_writes_report_and_slides(home, capsys):
+    out = home / "out"
+    assert main(["report", "--out", str(out), "--slides"]) == 0
+    assert (out / "report.html").stat().st_size > 10_000
+    assert (out / "slides.html").is_file()
+    assert "evaluation   found" in capsys.readouterr().out
