@@ -190,8 +190,9 @@ def curate(store: HarvestStore, after_id: int, settings: LearningSettings, *, ba
     replay = rng.sample(base_train, min(settings.replay_examples, len(base_train)))
     payloads = {
         "train": _serialise(base_train + new_train),
-        "validation": _serialise(validation),
-        "test": _serialise(load_split(base, "test")) if (base / "test.jsonl").is_file() else "",
+        # the fixed splits are copied byte for byte
+        "validation": (base / "validation.jsonl").read_text(encoding="utf-8"),
+        "test": (base / "test.jsonl").read_text(encoding="utf-8") if (base / "test.jsonl").is_file() else "",
         NEW_SPLIT: _serialise(new_eval),
     }
     version = hashlib.sha256("".join(payloads[k] for k in sorted(payloads)).encode("utf-8")).hexdigest()[:VERSION_LENGTH]
