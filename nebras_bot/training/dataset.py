@@ -1,0 +1,145 @@
+"""Training examples: dialogues -> prompts (the serving prompt format) -> token ids with a loss mask.
+
+Every agent turn that follows a user turn is one example. Its prompt is built exactly as at
+serving time (``nebras_bot.generation.prompt.build_training_pair`` with the same
+``PromptSettings`` and the model's own token counter): the history so far, the intent and
+entities of the latest user message, the slots filled by earlier entities, the domain's templated
+reply for the intent and, with retrieval, exemplar replies from the training index (never the
+example's own reply). Labels are ``-100`` on every prompt token, so the loss is on the agent's
+reply (and its ``<|end|>`` marker) only.
+
+Packing puts several short examples into one row of at most ``max_length`` tokens (first fit in
+order), so little compute is spent on padding; attention crosses example boundaries inside a row,
+which is the usual trade-off (each example starts with its ``<|system|>`` block).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from nebras_bot.data.records import Dialogue
+from nebras_bot.data.templates import render_template
+from nebras_bot.generation.prompt import PromptContext, PromptSettings, build_training_pair
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Exchange:
+    """One training example before tokenisation."""
+
+    context: PromptContext
+    reply: str
+    query: str  # the latest user message (what retrieval looks up)
+    intent: Optional[str]
+
+
+@dataclass
+class Encoded:
+    input_ids: List[int]
+    labels: List[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def exchanges(dialogues: Sequence[Dialogue], templates: Optional[Mapping[str, List[dict]]] = None) -> List[Exchange]:
+    """``Exchange`` objects for every (history, agent reply) pair of the dialogues."""
+    templates = templates or {}
+    result: List[Exchange] = []
+    for dialogue in dialogues:
+        for history, agent in dialogue.exchanges():
+            latest = history[-1]
+            slots: Dict[str, str] = {}
+            for turn in history[:-1]:
+                slots.update(turn.entities)
+            values = {**slots, **latest.entities}
+            variants = templates.get(latest.intent or "")
+            template = render_template(variants, values) if variants else None
+            context = PromptContext(
+                history=list(history),
+                intent=latest.intent,
+                entities=dict(latest.entities),
+                slots=slots,
+                template=template,
+            )
+            result.append(Exchange(context=context, reply=agent.text, query=latest.text, intent=latest.intent))
+    return result
+
+
+def add_exemplars(examples: Sequence[Exchange], index, k: int) -> None:
+    """Fill each example's exemplars from ``index`` (an ``ExemplarIndex``), excluding its own reply."""
+    for example in examples:
+        example.context.exemplars = index.top_k(example.query, k=k, intent=example.intent, exclude=[example.reply])
+
+
+def encode(
+    example: Exchange, tokenizer, settings: PromptSettings, max_length: int
+) -> Encoded:
+    """Token ids of prompt + completion; labels only on the completion; cut to ``max_length``."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+    prompt, completion = build_training_pair(example.context, example.reply, settings, count)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids
+    if len(prompt_ids) >= max_length:  # keep the end of the prompt (the open agent turn)
+        prompt_ids = prompt_ids[-(max_length // 2) :]
+    input_ids = (prompt_ids + completion_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + completion_ids)[:max_length]
+    return Encoded(input_ids=input_ids, labels=labels)
+
+
+def pack(examples: Sequence[Encoded], max_length: int) -> List[Encoded]:
+    """First-fit packing of examples (in order) into rows of at most ``max_length`` tokens."""
+    rows: List[Encoded] = []
+    open_rows: List[Encoded] = []
+    for example in examples:
+        for row in open_rows:
+            if len(row) + len(example) <= max_length:
+                row.input_ids.extend(example.input_ids)
+                row.labels.extend(example.labels)
+                break
+        else:
+            row = Encoded(list(example.input_ids), list(example.labels))
+            rows.append(row)
+            open_rows.append(row)
+            # Only the last few rows are worth trying: keeps packing linear and order-preserving.
+            open_rows = open_rows[-8:]
+    return rows
+
+
+def collate(rows: Sequence[Encoded], pad_id: int) -> Dict[str, "object"]:
+    """Right-padded tensors ``input_ids``, ``attention_mask``, ``labels`` (padding is never scored)."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row)
+        input_ids[i, :n] = torch.tensor(row.input_ids)
+        labels[i, :n] = torch.tensor(row.labels)
+        attention[i, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def batches(rows: Sequence[Encoded], batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> List[List[Encoded]]:
+    """The batches of one epoch in a deterministic order (seed + epoch), rows sorted within."""
+    order = list(range(len(rows)))
+    if shuffle:
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+    return [[rows[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
+
+
+def token_counts(rows: Sequence[Encoded]) -> Tuple[int, int]:
+    """``(tokens, scored tokens)`` over rows."""
+    return sum(len(r) for r in rows), sum(1 for r in rows for label in r.labels if label != IGNORE_INDEX)
+
+
+def iterate_forever(items: Sequence) -> Iterator:
+    while True:
+        yield from items
