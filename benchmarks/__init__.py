@@ -1,0 +1,1 @@
+"""Benchmarks and the bounded load test (``python -m benchmarks.loadtest``)."""
