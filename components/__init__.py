@@ -1,0 +1,1 @@
+"""Rasa graph components of Nebras (referenced from config.yml by module path)."""

@@ -1,0 +1,253 @@
+"""``ResponseGenerator``: context in, a safe non-empty reply out.
+
+One reply goes through these steps; any failure sends the templated reply instead, with the
+reason logged and counted (``nebras_fallbacks_total{reason=...}``):
+
+1. no model loaded -> ``no_model``;
+2. exemplar replies for the user's message from the model's ``exemplars/`` index (when the model
+   was trained with retrieval and the index is there);
+3. the prompt (:func:`nebras_bot.generation.prompt.build_prompt`, token budget counted with the
+   model's tokenizer);
+4. decoding (:class:`nebras_bot.generation.decoding.Decoder`) -> ``error`` on an exception;
+5. placeholders filled from slots and entities -> ``missing_placeholder: name``;
+6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason.
+
+:meth:`ResponseGenerator.areply` runs all of this in a worker thread, off the event loop, with a
+per-reply timeout (``timeout``).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from nebras_bot.generation import guard, placeholders
+from nebras_bot.generation.loader import LoadedModel, ModelLoadError, load_causal_lm, read_metadata
+from nebras_bot.generation.prompt import PromptContext, build_prompt
+from nebras_bot.generation.settings import GenerationSettings
+from nebras_bot.monitoring import metrics
+
+logger = logging.getLogger(__name__)
+
+EXEMPLARS_DIR = "exemplars"
+# Sent when there is neither a generated nor a templated reply: a reply is never empty.
+LAST_RESORT_TEXT = (
+    "Sorry, I can't answer that properly right now. Could you rephrase it, or ask me to open a "
+    "support ticket?"
+)
+NO_MODEL = "no_model"
+TIMEOUT = "timeout"
+ERROR = "error"
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+@dataclass
+class GenerationResult:
+    """The reply to send and how it came about."""
+
+    text: str
+    generated: bool
+    reason: Optional[str] = None  # why the templated reply was sent instead (None when generated)
+    latency_ms: float = 0.0
+    model_version: Optional[str] = None
+    prompt: Optional[str] = None
+    raw: Optional[str] = None  # the model's reply before placeholder filling and the guard
+
+
+def _load_exemplars(directory: Path) -> Any:
+    """The exemplar index of a trained model directory, or None (absent, disabled or unreadable)."""
+    if not (directory / EXEMPLARS_DIR).is_dir():
+        return None
+    if read_metadata(directory).get("retrieval") is False:
+        logger.info("%s has exemplars/ but was trained without retrieval: not using them", directory)
+        return None
+    try:
+        from nebras_bot.generation.retrieval import ExemplarIndex
+    except ImportError as error:
+        logger.warning("exemplar retrieval unavailable (%s); generating without exemplars", error)
+        return None
+    try:
+        return ExemplarIndex.load(directory / EXEMPLARS_DIR)
+    except Exception as error:  # noqa: BLE001 - a broken index must not stop generation
+        logger.warning("could not load the exemplar index in %s: %s", directory, error)
+        return None
+
+
+class ResponseGenerator:
+    """Generates replies with one loaded causal LM; degrades to templated replies without one."""
+
+    def __init__(
+        self,
+        loaded: Optional[LoadedModel],
+        settings: Optional[GenerationSettings] = None,
+        exemplar_index: Any = None,
+        load_error: Optional[str] = None,
+    ) -> None:
+        from nebras_bot.generation.decoding import Decoder
+
+        self.settings = settings or GenerationSettings()
+        self.loaded = loaded
+        self.exemplar_index = exemplar_index
+        self.load_error = load_error
+        self.decoder = Decoder(loaded.model, loaded.tokenizer, self.settings) if loaded is not None else None
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nebras-gen")
+        metrics.GENERATOR_DEGRADED.set(0 if self.available else 1)
+        if self.available:
+            metrics.MODEL_INFO.info({"version": str(self.model_version), "source": str(loaded.source)})
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def load(cls, settings: Optional[GenerationSettings] = None, source: Optional[str] = None) -> "ResponseGenerator":
+        """Load the configured model; never raises: without a model the generator is degraded."""
+        settings = settings or GenerationSettings()
+        source = source or settings.model
+        try:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+            loaded = load_causal_lm(source)
+        except (ModelLoadError, OSError, ValueError) as error:
+            logger.error("Response model %r could not be loaded: %s. Serving templated replies only.", source, error)
+            return cls(None, settings, load_error=str(error))
+        except Exception as error:  # noqa: BLE001 - start-up must survive any loader failure
+            logger.exception("Response model %r failed to load; serving templated replies only", source)
+            metrics.ERRORS.labels(component="generation").inc()
+            return cls(None, settings, load_error=f"{type(error).__name__}: {error}")
+        index = None
+        if settings.use_retrieval and Path(loaded.source).is_dir():
+            index = _load_exemplars(Path(loaded.source))
+        logger.info("Response model %s loaded from %s (exemplars: %s)", loaded.version, loaded.source, index is not None)
+        return cls(loaded, settings, exemplar_index=index)
+
+    @property
+    def available(self) -> bool:
+        return self.decoder is not None
+
+    @property
+    def model_version(self) -> Optional[str]:
+        return self.loaded.version if self.loaded is not None else None
+
+    # ------------------------------------------------------------------ the steps
+
+    def with_exemplars(self, context: PromptContext) -> PromptContext:
+        """``context`` plus retrieved exemplar replies for the latest user message (when indexed)."""
+        if self.exemplar_index is None or context.exemplars or self.settings.exemplars <= 0:
+            return context
+        query = next((t.text for t in reversed(list(context.history)) if t.role == "user"), "")
+        if not query:
+            return context
+        try:
+            found = self.exemplar_index.top_k(query, k=self.settings.exemplars, intent=context.intent)
+        except Exception as error:  # noqa: BLE001
+            logger.warning("exemplar retrieval failed: %s", error)
+            return context
+        return replace(context, exemplars=list(found))
+
+    def build_prompt(self, context: PromptContext) -> str:
+        counter = self.decoder.count_tokens if self.decoder is not None else None
+        return build_prompt(self.with_exemplars(context), self.settings.prompt_settings(), counter)
+
+    @staticmethod
+    def allowed_texts(context: PromptContext, template: Optional[str], values: Mapping[str, Any]) -> list[str]:
+        """Everything a reply may quote facts from: the conversation, the template, slot/entity values."""
+        texts = [turn.text for turn in context.history]
+        texts += [t for t in (template, context.template) if t]
+        texts += list(placeholders.value_texts(values))
+        texts += list(placeholders.value_texts(dict(context.slots)))
+        texts += list(placeholders.value_texts(dict(context.entities)))
+        return texts
+
+    def fallback(self, template: Optional[str], reason: str, started: float, **extra: Any) -> GenerationResult:
+        """The templated reply (never empty), with the reason logged and counted."""
+        text = (template or "").strip() or LAST_RESORT_TEXT
+        metrics.FALLBACKS.labels(reason=metrics.fallback_reason_label(reason)).inc()
+        logger.info("generated reply rejected, sending the templated reply: %s", reason)
+        return GenerationResult(
+            text=text, generated=False, reason=reason, latency_ms=(time.perf_counter() - started) * 1000,
+            model_version=self.model_version, **extra,
+        )
+
+    def reply(
+        self,
+        context: PromptContext,
+        template: Optional[str] = None,
+        values: Optional[Mapping[str, Any]] = None,
+        time_limit: Optional[float] = None,
+    ) -> GenerationResult:
+        """Generate a reply for ``context``; ``template`` is the reply to send if that fails."""
+        started = time.perf_counter()
+        if not self.available:
+            return self.fallback(template, NO_MODEL, started)
+        values = placeholders.merge_values(context.entities, context.slots, values or {})
+        prompt = raw = None
+        try:
+            prompt = self.build_prompt(context)
+            completion = self.decoder.complete(prompt, time_limit=time_limit or self.settings.timeout_s)
+            raw = _trim_unfinished(completion.text, completion.stopped_by)
+        except Exception as error:  # noqa: BLE001 - any model failure becomes the templated reply
+            logger.exception("generation failed")
+            metrics.ERRORS.labels(component="generation").inc()
+            return self.fallback(template, f"{ERROR}: {type(error).__name__}", started, prompt=prompt)
+        if completion.stopped_by == "time":
+            return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw)
+        filled = placeholders.fill(raw, values)
+        if filled is None:
+            missing = ", ".join(placeholders.missing(raw, values))
+            return self.fallback(template, f"{guard.MISSING_PLACEHOLDER}: {missing}", started, prompt=prompt, raw=raw)
+        reason = guard.check(
+            filled,
+            allowed_texts=self.allowed_texts(context, template, values),
+            min_chars=self.settings.min_chars,
+            max_chars=self.settings.max_chars,
+            max_repeated_ngram=self.settings.max_repeated_ngram,
+        )
+        if reason is not None:
+            return self.fallback(template, reason, started, prompt=prompt, raw=raw)
+        seconds = time.perf_counter() - started
+        metrics.GENERATED_REPLIES.inc()
+        metrics.GENERATION_LATENCY.observe(seconds)
+        return GenerationResult(
+            text=filled, generated=True, latency_ms=seconds * 1000, model_version=self.model_version,
+            prompt=prompt, raw=raw,
+        )
+
+    async def areply(
+        self,
+        context: PromptContext,
+        template: Optional[str] = None,
+        values: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
+    ) -> GenerationResult:
+        """:meth:`reply` in a worker thread, so the event loop keeps serving; templated on timeout."""
+        started = time.perf_counter()
+        if not self.available:
+            return self.fallback(template, NO_MODEL, started)
+        limit = timeout if timeout is not None else self.settings.timeout_s
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, lambda: self.reply(context, template, values, time_limit=limit))
+        try:
+            return await asyncio.wait_for(future, timeout=limit)
+        except asyncio.TimeoutError:
+            return self.fallback(template, TIMEOUT, started)
+        except Exception as error:  # noqa: BLE001
+            logger.exception("generation failed in the worker")
+            metrics.ERRORS.labels(component="generation").inc()
+            return self.fallback(template, f"{ERROR}: {type(error).__name__}", started)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _trim_unfinished(text: str, stopped_by: str) -> str:
+    """A reply cut by the token limit ends at its last complete sentence, when it has one."""
+    if stopped_by != "length":
+        return text
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else text
+

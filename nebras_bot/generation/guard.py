@@ -1,0 +1,224 @@
+"""The output guard: decides whether a generated reply may be sent.
+
+:func:`check` returns None for a reply that may go out, or the reason it may not, written as
+``rule`` or ``rule: detail`` (for example ``unknown_number: 4821``). The rules, in order:
+
+- ``empty`` / ``too_short`` (under ``min_chars`` or no letter at all) / ``too_long`` (over ``max_chars``);
+- ``role_marker``: a role marker, anything shaped like one, or a line starting ``User:``/``Agent:``;
+- ``profanity``;
+- ``repetition``: a repeated sentence, a word three times in a row, a 4-word sequence more than
+  ``max_repeated_ngram`` times, or very few distinct words in a long reply;
+- facts that appear nowhere in ``allowed_texts`` (the conversation, the slot and entity values and
+  the templated reply): ``unknown_url``, ``unknown_email``, ``unknown_id`` (ticket, order and invoice
+  ids), ``unknown_price``, ``unknown_phone``, ``unknown_number``. A model must never invent an
+  order number, a price or a phone number.
+
+The guard is a pure function; the generator logs and counts every rejection.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Iterable, Optional
+
+from nebras_bot.generation.prompt import contains_role_marker
+
+EMPTY = "empty"
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+ROLE_MARKER = "role_marker"
+PROFANITY = "profanity"
+REPETITION = "repetition"
+UNKNOWN_URL = "unknown_url"
+UNKNOWN_EMAIL = "unknown_email"
+UNKNOWN_ID = "unknown_id"
+UNKNOWN_PRICE = "unknown_price"
+UNKNOWN_PHONE = "unknown_phone"
+UNKNOWN_NUMBER = "unknown_number"
+MISSING_PLACEHOLDER = "missing_placeholder"  # decided by placeholders.fill, reported with the same format
+
+DEFAULT_MIN_CHARS = 3
+DEFAULT_MAX_CHARS = 600
+DEFAULT_MAX_REPEATED_NGRAM = 2
+NGRAM = 4
+LOW_DIVERSITY_MIN_WORDS = 12
+LOW_DIVERSITY_RATIO = 0.35
+
+_ROLE_LINE = re.compile(r"(?im)^\s*(user|agent|customer|assistant|system|bot)\s*:")
+_LETTER = re.compile(r"[^\W\d_]")
+_WORD = re.compile(r"[\w']+")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+
+PROFANE_WORDS = (
+    "fuck", "fucking", "fucked", "fucker", "motherfucker", "shit", "shitty", "bullshit", "bitch",
+    "bastard", "asshole", "dick", "dickhead", "cunt", "prick", "wanker", "twat", "slut", "whore",
+    "retard", "retarded", "damn", "goddamn", "crap", "piss", "pissed", "douche", "douchebag", "idiot",
+    "moron", "stupid", "dumbass", "jackass", "nigger", "faggot",
+)
+_PROFANITY = re.compile(r"\b(" + "|".join(sorted(PROFANE_WORDS, key=len, reverse=True)) + r")s?\b", re.IGNORECASE)
+
+# Fact patterns, most specific first; each match is masked before the next pattern runs, so the
+# digits of an email or an order id are not checked again as a bare number.
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s<>\"']+|(?<![@\w.-])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|shop|store|info|biz|app|dev)\b(?:/[^\s<>\"']*)?",
+    re.IGNORECASE,
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_ID = re.compile(
+    r"\b(?:TCK|ORD|ORDER|INV|INVOICE|REF|RMA)[-#: ]?\s?[A-Z0-9]*\d[A-Z0-9-]*\b"  # TCK-4F2A91, ORD-1234, INV 2024-77
+    r"|#\s?[A-Z0-9-]*\d[A-Z0-9-]*"  # #12345
+    r"|\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*\d)[A-Z0-9]{2,}(?:-[A-Z0-9]+)*\b",  # mixed letters+digits: A12B34
+    re.IGNORECASE,
+)
+_PRICE = re.compile(
+    r"[$€£¥]\s?\d[\d,]*(?:\.\d+)?"
+    r"|\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP|dollars?|euros?|pounds?|cents?)\b",
+    re.IGNORECASE,
+)
+_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{5,}\d(?![\w.])")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+@dataclass(frozen=True)
+class _Allowed:
+    """What the reply may mention: normalised forms of everything in the allowed texts."""
+
+    text: str  # lower-cased, NFKC
+    alnum_tokens: frozenset  # upper-cased alphanumeric-only forms of id-like tokens
+    numbers: frozenset  # canonical numbers and digit strings
+
+    @classmethod
+    def build(cls, texts: Iterable[str]) -> "_Allowed":
+        normalised = [unicodedata.normalize("NFKC", str(t)) for t in texts if t]
+        blob = "\n".join(normalised)
+        tokens = {_alnum(m) for m in re.findall(r"[\w#-]+", blob)}
+        numbers: set[str] = set()
+        for match in _NUMBER.finditer(blob):
+            numbers.update(_number_forms(match.group(0)))
+        for match in _PHONE.finditer(blob):
+            numbers.add(_digits(match.group(0)))
+        for match in _ID.finditer(blob):
+            tokens.add(_alnum(match.group(0)))
+            if len(_digits(match.group(0))) >= 3:
+                numbers.add(_digits(match.group(0)))
+        return cls(text=blob.lower(), alnum_tokens=frozenset(t for t in tokens if t), numbers=frozenset(numbers))
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", text).upper()
+
+
+def _canonical(number: str) -> Optional[str]:
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        return None
+    return format(value.normalize(), "f")
+
+
+def _number_forms(text: str) -> set[str]:
+    """``1,250.50`` -> {'1250.5', '125050'}; ``12345`` -> {'12345'}; ``3,5`` -> {'35', '3.5'}."""
+    forms = {_digits(text)}
+    for candidate in (text.replace(",", ""), text.replace(".", "").replace(",", ".")):
+        canonical = _canonical(candidate)
+        if canonical is not None:
+            forms.add(canonical)
+    return {form for form in forms if form}
+
+
+def _mask(text: str, match: re.Match) -> str:
+    return text[: match.start()] + " " * (match.end() - match.start()) + text[match.end():]
+
+
+def _repetition(reply: str, max_repeated_ngram: int) -> Optional[str]:
+    words = [w.lower() for w in _WORD.findall(reply)]
+    for index in range(len(words) - 2):
+        if words[index] == words[index + 1] == words[index + 2]:
+            return f"{REPETITION}: {words[index]!r} three times in a row"
+    counts: dict[tuple[str, ...], int] = {}
+    for index in range(len(words) - NGRAM + 1):
+        gram = tuple(words[index : index + NGRAM])
+        counts[gram] = counts.get(gram, 0) + 1
+        if counts[gram] > max_repeated_ngram:
+            return f"{REPETITION}: {' '.join(gram)!r}"
+    seen: set[str] = set()
+    for sentence in _SENTENCE_SPLIT.split(reply.strip()):
+        key = " ".join(_WORD.findall(sentence.lower()))
+        if len(key.split()) >= 3:
+            if key in seen:
+                return f"{REPETITION}: sentence repeated"
+            seen.add(key)
+    if len(words) >= LOW_DIVERSITY_MIN_WORDS and len(set(words)) / len(words) < LOW_DIVERSITY_RATIO:
+        return f"{REPETITION}: few distinct words"
+    return None
+
+
+def _unknown_fact(reply: str, allowed: _Allowed) -> Optional[str]:
+    text = unicodedata.normalize("NFKC", reply)
+    for match in list(_EMAIL.finditer(text)):
+        if match.group(0).lower() not in allowed.text:
+            return f"{UNKNOWN_EMAIL}: {match.group(0)}"
+        text = _mask(text, match)
+    for match in list(_URL.finditer(text)):
+        value = match.group(0).rstrip(".,;:!?)").lower()
+        if value not in allowed.text:
+            return f"{UNKNOWN_URL}: {value}"
+        text = _mask(text, match)
+    for match in list(_ID.finditer(text)):
+        value, digits = match.group(0).strip(), _digits(match.group(0))
+        if _alnum(value) not in allowed.alnum_tokens and not (len(digits) >= 3 and digits in allowed.numbers):
+            return f"{UNKNOWN_ID}: {value}"
+        text = _mask(text, match)
+    for match in list(_PRICE.finditer(text)):
+        amount = _NUMBER.search(match.group(0))
+        if amount is None or not (_number_forms(amount.group(0)) & allowed.numbers):
+            return f"{UNKNOWN_PRICE}: {match.group(0).strip()}"
+        text = _mask(text, match)
+    for match in list(_PHONE.finditer(text)):
+        digits = _digits(match.group(0))
+        if len(digits) >= 7:
+            if digits not in allowed.numbers:
+                return f"{UNKNOWN_PHONE}: {match.group(0).strip()}"
+            text = _mask(text, match)
+    for match in _NUMBER.finditer(text):
+        if not (_number_forms(match.group(0)) & allowed.numbers):
+            return f"{UNKNOWN_NUMBER}: {match.group(0)}"
+    return None
+
+
+def check(
+    reply: Optional[str],
+    *,
+    allowed_texts: Iterable[str] = (),
+    min_chars: int = DEFAULT_MIN_CHARS,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_repeated_ngram: int = DEFAULT_MAX_REPEATED_NGRAM,
+) -> Optional[str]:
+    """None when ``reply`` may be sent; otherwise the reason (``rule`` or ``rule: detail``)."""
+    text = (reply or "").strip()
+    if not text:
+        return EMPTY
+    if len(text) < min_chars or not _LETTER.search(text):
+        return f"{TOO_SHORT}: {len(text)} chars"
+    if len(text) > max_chars:
+        return f"{TOO_LONG}: {len(text)} chars"
+    if contains_role_marker(text) or _ROLE_LINE.search(text):
+        return ROLE_MARKER
+    profane = _PROFANITY.search(text)
+    if profane:
+        return f"{PROFANITY}: {profane.group(0).lower()}"
+    repeated = _repetition(text, max_repeated_ngram)
+    if repeated:
+        return repeated
+    return _unknown_fact(text, _Allowed.build(allowed_texts))
+
+
+def rule_of(reason: str) -> str:
+    """The rule name of a reason (``unknown_number: 4821`` -> ``unknown_number``)."""
+    return reason.split(":", 1)[0].strip()

@@ -1,0 +1,65 @@
+"""Slot placeholders in generated replies.
+
+The model is trained to write ``{order_id}`` instead of inventing an order number; after
+generation the placeholders are filled from the slots and entities of the conversation. A
+placeholder with no value makes the whole reply unusable (:func:`fill` returns None), because a
+reply with a hole in it, or a guessed value, must never reach a customer.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping, Optional
+
+# ``{order_id}``, ``{ order_id }``; not ``{{order_id}}`` halves, not JSON-ish ``{"a": 1}``.
+PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]{0,40})\s*\}")
+
+
+def placeholders_in(text: str) -> list[str]:
+    """Placeholder names in order of appearance (duplicates kept)."""
+    return [match.group(1) for match in PLACEHOLDER.finditer(text)]
+
+
+def _value_text(value: Any) -> Optional[str]:
+    if value is None or isinstance(value, (dict, bool)):
+        return None
+    if isinstance(value, (list, tuple)):
+        parts = [_value_text(item) for item in value]
+        parts = [part for part in parts if part]
+        return ", ".join(parts) if parts else None
+    text = str(value).strip()
+    return text or None
+
+
+def missing(text: str, values: Mapping[str, Any]) -> list[str]:
+    """Names of placeholders in ``text`` without a usable value."""
+    return [name for name in placeholders_in(text) if _value_text(values.get(name)) is None]
+
+
+def fill(text: str, values: Mapping[str, Any]) -> Optional[str]:
+    """Replace every ``{name}`` with its value; None when any placeholder has no value.
+
+    Values are inserted literally (they are never re-scanned, so a value containing ``{x}`` is not
+    filled again). Lists become comma-separated text; None, empty strings, dicts and booleans count
+    as no value.
+    """
+    if missing(text, values):
+        return None
+    return PLACEHOLDER.sub(lambda match: _value_text(values[match.group(1)]) or "", text)
+
+
+def merge_values(*sources: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Later sources win, but only with a usable value (an empty slot never hides an entity)."""
+    merged: dict[str, Any] = {}
+    for source in sources:
+        for key, value in (source or {}).items():
+            if _value_text(value) is not None:
+                merged[key] = value
+    return merged
+
+
+def value_texts(values: Mapping[str, Any]) -> Iterable[str]:
+    """The text form of every usable value (what the output guard may see in a reply)."""
+    for value in values.values():
+        text = _value_text(value)
+        if text is not None:
+            yield text

@@ -1,0 +1,98 @@
+"""Output guard: one table row per rule, both the rejection and the look-alike that must pass."""
+from __future__ import annotations
+
+import pytest
+
+from nebras_bot.generation import guard
+from nebras_bot.generation.guard import check, rule_of
+
+CONVERSATION = [
+    "Hi, where is my order 12345? My email is jane.doe@example.com",
+    "Your order 12345 is on its way. The refund of $25.00 was sent. Call 555-123-4567 or see www.shop.example.com/help",
+    "My ticket is TCK-4F2A91 and invoice INV-2024-77",
+]
+
+CASES = [
+    # (reply, expected rule or None)
+    ("", guard.EMPTY),
+    ("   \n ", guard.EMPTY),
+    ("Ok", guard.TOO_SHORT),
+    ("?!", guard.TOO_SHORT),
+    ("...", guard.TOO_SHORT),
+    ("Sure.", None),
+    ("x" * 601, guard.TOO_LONG),
+    ("Fine. " * 20, guard.REPETITION),  # also too repetitive: checked after length
+    ("Hello <|user|> give me a refund", guard.ROLE_MARKER),
+    ("Done.<|end|>", guard.ROLE_MARKER),
+    ("Thanks < | agent | > ok", guard.ROLE_MARKER),
+    ("Sure thing.\nUser: and now refund me", guard.ROLE_MARKER),
+    ("That is a fucking delay, sorry.", guard.PROFANITY),
+    ("Please don't be stupid about it.", guard.PROFANITY),
+    ("I understand the class of your account.", None),  # 'ass' inside a word is not profanity
+    ("I can help I can help I can help I can help with that.", guard.REPETITION),
+    ("Thanks thanks thanks for waiting.", guard.REPETITION),
+    ("Your order is ready. Your order is ready.", guard.REPETITION),
+    ("the the a the a the a the a the a the a the", guard.REPETITION),
+    ("I have checked and your order is on its way to you now.", None),
+    ("Your order 12345 is on its way.", None),
+    ("Your order 98765 is on its way.", guard.UNKNOWN_ID),
+    ("We found 98765 parcels.", guard.UNKNOWN_NUMBER),
+    ("Your order #12345 ships today.", None),
+    ("Your order ORD-12345 ships today.", None),
+    ("Your order ORD-55555 ships today.", guard.UNKNOWN_ID),
+    ("Your ticket TCK-4F2A91 is open.", None),
+    ("Your ticket tck-4f2a91 is open.", None),
+    ("Your ticket TCK-000001 is open.", guard.UNKNOWN_ID),
+    ("Invoice INV-2024-77 is attached.", None),
+    ("Invoice INV-2024-78 is attached.", guard.UNKNOWN_ID),
+    ("Use code A9B8C7 at checkout.", guard.UNKNOWN_ID),
+    ("We will email jane.doe@example.com shortly.", None),
+    ("We will email JANE.DOE@example.com shortly.", None),
+    ("Write to support@evil.example.org please.", guard.UNKNOWN_EMAIL),
+    ("See www.shop.example.com/help for details.", None),
+    ("See https://phish.example.net/login now.", guard.UNKNOWN_URL),
+    ("Visit refunds-now.com today.", guard.UNKNOWN_URL),
+    ("Your refund of $25.00 was sent.", None),
+    ("Your refund of $25 was sent.", None),
+    ("Your refund of 25 USD was sent.", None),
+    ("Your refund of $40.00 was sent.", guard.UNKNOWN_PRICE),
+    ("Your refund of 99 euros was sent.", guard.UNKNOWN_PRICE),
+    ("Call us at 555-123-4567.", None),
+    ("Call us at (555) 123 4567.", None),
+    ("Call us at +1 800 222 3333.", guard.UNKNOWN_PHONE),
+    ("It arrives in 3 days.", guard.UNKNOWN_NUMBER),
+    ("It arrives in 3.5 days.", guard.UNKNOWN_NUMBER),
+]
+
+
+@pytest.mark.parametrize("reply, expected", CASES, ids=[f"{i}-{c[1]}" for i, c in enumerate(CASES)])
+def test_guard_rules(reply, expected):
+    reason = check(reply, allowed_texts=CONVERSATION)
+    if expected is None:
+        assert reason is None, reason
+    else:
+        assert reason is not None and rule_of(reason) == expected, reason
+
+
+def test_reason_names_the_offending_value():
+    assert check("We found 98765 parcels.", allowed_texts=CONVERSATION) == "unknown_number: 98765"
+    assert check("Your order 98765 is late.", allowed_texts=CONVERSATION) == "unknown_id: order 98765"
+    assert check("Mail x@y.org", allowed_texts=[]) == "unknown_email: x@y.org"
+
+
+def test_template_numbers_are_allowed():
+    template = "Refunds take 5-7 business days."
+    assert check("Your refund takes 5-7 business days.", allowed_texts=[template]) is None
+    assert check("Your refund takes 5-7 business days.", allowed_texts=[]) is not None
+
+
+def test_limits_are_configurable():
+    assert check("Sure.", allowed_texts=[], min_chars=10).startswith(guard.TOO_SHORT)
+    assert check("A fine reply.", allowed_texts=[], max_chars=5).startswith(guard.TOO_LONG)
+    text = "we will look into it and we will look into it"
+    assert check(text, allowed_texts=[], max_repeated_ngram=1).startswith(guard.REPETITION)
+
+
+def test_slot_values_count_as_allowed_text():
+    assert check("Your order A1B2C3 ships to Paris.", allowed_texts=["A1B2C3", "Paris"]) is None
+    assert check("Your order A1B2C3 ships to Paris.", allowed_texts=["Paris"]).startswith(guard.UNKNOWN_ID)
