@@ -94,6 +94,21 @@ def model_id(agent: Any) -> str:
     return str(getattr(metadata, "model_id", "unknown"))
 
 
+def current_nlg_version() -> Optional[str]:
+    """The promoted response model's version (``models/nlg/current``), if there is one."""
+    try:
+        current = paths.current_nlg_model()
+        return current.resolve().name if current.exists() else None
+    except OSError:
+        return None
+
+
+def default_model_version(agent: Any) -> str:
+    """``model_version`` of a turn without a generated reply: the promoted response model's
+    version, else the Rasa model's id."""
+    return current_nlg_version() or (model_id(agent) if agent is not None else "none")
+
+
 class AgentHolder:
     """The agent and its loading state; the app is ready once ``agent`` is set."""
 

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from nebras_bot import __version__
 from nebras_bot.monitoring import metrics
-from nebras_bot.serving.agent import AgentHolder, model_id
+from nebras_bot.serving.agent import AgentHolder, current_nlg_version, default_model_version, model_id
 from nebras_bot.serving.middleware import ObservabilityMiddleware
 from nebras_bot.serving.routes import chat, feedback, health, tickets, web
 from nebras_bot.serving.security import BodySizeLimitMiddleware, RateLimiter
@@ -25,21 +25,10 @@ from nebras_bot.serving.settings import ServingSettings
 logger = logging.getLogger(__name__)
 
 
-def current_nlg_version() -> Optional[str]:
-    """The promoted response model's version (``models/nlg/current``), if there is one."""
-    try:
-        from nebras_bot.paths import current_nlg_model
-
-        current = current_nlg_model()
-        return current.resolve().name if current.exists() else None
-    except OSError:
-        return None
-
-
 def _publish_model_info(app: FastAPI) -> None:
     agent = app.state.agent_holder.agent
     rasa_model = model_id(agent) if agent is not None else "none"
-    app.state.model_version = current_nlg_version() or rasa_model
+    app.state.model_version = default_model_version(agent)
     metrics.MODEL_INFO.info({"rasa_model": rasa_model, "nlg_model": current_nlg_version() or "none",
                              "nebras": __version__})
 

@@ -25,6 +25,7 @@ from sanic.response import HTTPResponse
 from nebras_bot.monitoring import metrics
 from nebras_bot.monitoring.logging import bind_context
 from nebras_bot.serving import turns
+from nebras_bot.serving.agent import default_model_version
 from nebras_bot.serving.schemas import ChatRequest, ChatResponse
 from nebras_bot.serving.security import RateLimiter, token_matches
 from nebras_bot.serving.settings import CHANNEL_NAME, ServingSettings
@@ -80,6 +81,12 @@ class NebrasChannel(InputChannel):
                 headers={"Retry-After": str(max(1, int(wait + 0.999)))})
         return body, None
 
+    def _model_version(self, agent: Any) -> str:
+        if getattr(self, "_cached_version", None) is None or self._cached_agent is not agent:
+            self._cached_agent = agent
+            self._cached_version = default_model_version(agent)
+        return self._cached_version
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         blueprint = Blueprint(f"nebras_channel_{id(self)}", __name__)
 
@@ -108,7 +115,8 @@ class NebrasChannel(InputChannel):
             with bind_context(sender_id=body.sender_id):
                 try:
                     result = await turns.handle_turn(on_new_message, agent, body.sender_id, body.message,
-                                                     CHANNEL_NAME, metadata=body.metadata)
+                                                     CHANNEL_NAME, metadata=body.metadata,
+                                                     default_model_version=self._model_version(agent))
                 except Exception:
                     metrics.ERRORS.labels(component="chat").inc()
                     metrics.REQUESTS.labels(route=route, status="500").inc()
@@ -129,7 +137,8 @@ class NebrasChannel(InputChannel):
             async def run(output: turns.CollectingChannel) -> Dict[str, Any]:
                 with bind_context(sender_id=body.sender_id):
                     return await turns.handle_turn(on_new_message, agent, body.sender_id, body.message,
-                                                   CHANNEL_NAME, metadata=body.metadata, output=output)
+                                                   CHANNEL_NAME, metadata=body.metadata, output=output,
+                                                   default_model_version=self._model_version(agent))
 
             stream = await request.respond(content_type="text/event-stream",
                                            headers={"Cache-Control": "no-cache"})

@@ -5,6 +5,10 @@ import argparse
 import logging
 from pathlib import Path
 
+# No route uses websockets, and uvicorn's auto-detected implementation needs a newer `websockets`
+# than Rasa pins (ImportError: ServerProtocol) -> turn websocket support off.
+NO_WEBSOCKETS = "none"
+
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     """Add this stage's commands to ``nebras``."""
@@ -48,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     init_sentry("serve")
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, ws=NO_WEBSOCKETS)
     return 0
 
 
@@ -64,5 +68,5 @@ def _nlg_server(args: argparse.Namespace) -> int:
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     init_sentry("nlg-server")
     uvicorn.run(create_nlg_app(settings), host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, ws=NO_WEBSOCKETS)
     return 0
