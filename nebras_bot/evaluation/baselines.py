@@ -1,9 +1,10 @@
 """The two baselines every model is measured against, computed in the same run.
 
 - ``intent_template``: the assistant's own fixed reply for the intent, i.e. the Rasa domain's
-  ``utter_<intent>`` response (first text variation without a condition or channel), with ``{slot}``
-  placeholders filled from the message's entities. Intents without such a response get
-  ``utter_default`` (or an empty reply when the domain has none); they are counted.
+  ``utter_<intent>`` response as Rasa renders it (conditional variants whose slot conditions hold
+  first, ``{slot}`` placeholders filled from the message's entities; the same rendering as the
+  training prompts' ``template:`` field). Intents without one get ``utter_default`` (or an empty
+  reply when the domain has none); they are counted.
 - ``tfidf_retrieval``: the reply of the most similar ``--train`` instruction by TF-IDF cosine
   similarity (word 1-2 grams, sublinear tf), placeholders filled the same way.
 """
@@ -61,24 +62,43 @@ def _pick_variation(variations: Sequence[dict]) -> Optional[str]:
 
 
 class IntentTemplateBaseline:
-    """The domain's ``utter_<intent>`` reply for each message."""
+    """The domain's ``utter_<intent>`` reply for each message, as Rasa's templated NLG renders it.
+
+    ``variants`` maps intents to their response variants (``serving_path.domain_templates``);
+    ``default`` is sent for intents without one (``utter_default``), and such intents are counted.
+    """
 
     name = "intent_template"
 
-    def __init__(self, responses: Mapping[str, str]) -> None:
-        self.responses = dict(responses)
+    def __init__(self, variants: Mapping[str, list], default: str = "") -> None:
+        self.variants = dict(variants)
+        self.default = default
         self.missing: Dict[str, int] = {}
 
-    def template(self, intent: str) -> Optional[str]:
-        """The raw ``utter_<intent>`` text, or None when the domain has none."""
-        return self.responses.get(f"utter_{intent}")
+    @classmethod
+    def from_domain(cls, *domains: Path) -> "IntentTemplateBaseline":
+        """Load a domain file or directory (the first that exists); FileNotFoundError if none."""
+        from nebras_bot.evaluation.serving_path import domain_templates
 
-    def reply(self, intent: str, values: Mapping[str, str]) -> str:
-        text = self.template(intent)
+        existing = [Path(d) for d in domains if Path(d).exists()]
+        if not existing:
+            raise FileNotFoundError(f"no Rasa domain found at {', '.join(str(d) for d in domains)}")
+        default = load_domain_responses(existing[0]).get(DEFAULT_RESPONSE, "")
+        return cls(domain_templates(existing[0]), default)
+
+    def template(self, intent: Optional[str], values: Mapping[str, str]) -> Optional[str]:
+        """The rendered ``utter_<intent>`` text, or None when the domain has none that fits."""
+        from nebras_bot.evaluation.serving_path import render
+
+        return render(self.variants, intent, values)
+
+    def reply(self, intent: Optional[str], values: Mapping[str, str]) -> str:
+        text = self.template(intent, values)
         if text is None:
-            self.missing[intent] = self.missing.get(intent, 0) + 1
-            text = self.responses.get(DEFAULT_RESPONSE, "")
-        return fill_known(text, values)
+            key = intent or "<none>"
+            self.missing[key] = self.missing.get(key, 0) + 1
+            return self.default
+        return text
 
 
 class TfidfRetrievalBaseline:

@@ -30,6 +30,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     evaluate.add_argument("--nlu", type=Path, help="Rasa model .tar.gz: take intent/entities from its parse")
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N rows")
     evaluate.add_argument("--domain", type=Path, help="Rasa domain file or directory (default: domain.yml / domain/)")
+    evaluate.add_argument("--timeout", type=float, help="per-reply time limit in seconds (default: serving's)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
     evaluate.set_defaults(func=handle_evaluate)
 
@@ -65,11 +66,13 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 def handle_evaluate(args: argparse.Namespace) -> int:
     from nebras_bot.evaluation.evaluate import EvaluationInputError, run_evaluation
+    from nebras_bot.evaluation.serving_path import ModelUnavailableError
 
     try:
         metrics = run_evaluation(model=args.model, data=args.data, train=args.train, out=args.out, nlu=args.nlu,
-                                 limit=args.limit, domain=args.domain, show_progress=not args.no_progress)
-    except (EvaluationInputError, FileNotFoundError) as error:
+                                 limit=args.limit, domain=args.domain, show_progress=not args.no_progress,
+                                 timeout_s=args.timeout)
+    except (EvaluationInputError, ModelUnavailableError, FileNotFoundError, RuntimeError) as error:
         print(f"nebras evaluate: {error}", file=sys.stderr)
         return 2
     baselines = metrics["baselines"]

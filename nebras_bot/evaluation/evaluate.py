@@ -23,12 +23,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 from nebras_bot import paths
 from nebras_bot.evaluation import textmetrics
-from nebras_bot.evaluation.baselines import (
-    IntentTemplateBaseline,
-    TfidfRetrievalBaseline,
-    fill_known,
-    load_domain_responses,
-)
+from nebras_bot.evaluation.baselines import IntentTemplateBaseline, TfidfRetrievalBaseline, fill_known
 from nebras_bot.evaluation.settings import (
     METRICS_FILE,
     PREDICTIONS_FILE,
@@ -146,11 +141,15 @@ def run_evaluation(
     settings: Optional[EvaluationSettings] = None,
     generator: Optional[Replier] = None,
     show_progress: bool = True,
+    timeout_s: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Evaluate ``model`` on ``data``; write predictions.jsonl and metrics.json into ``out``.
 
     ``generator`` replaces the ResponseGenerator built from ``model`` (it must then expose the
     loaded model for perplexity as ``generator.loaded`` or perplexity is reported as None).
+    ``timeout_s`` overrides serving's per-reply time limit (``NEBRAS_GEN_TIMEOUT_S``).
+    Raises :class:`EvaluationInputError` for unusable inputs and
+    ``serving_path.ModelUnavailableError`` when the model cannot be loaded.
     Returns the metrics dict (the content of metrics.json).
     """
     from nebras_bot.evaluation.serving_path import build_generator, loaded_model, prompt_for
@@ -164,7 +163,7 @@ def run_evaluation(
     train_rows = read_rows(train, REQUIRED_TRAIN_COLUMNS)
     domains = [Path(domain)] if domain else [paths.home() / settings.domain, paths.home() / settings.domain_dir]
     try:
-        templates = IntentTemplateBaseline(load_domain_responses(*domains))
+        templates = IntentTemplateBaseline.from_domain(*domains)
     except FileNotFoundError as error:
         raise EvaluationInputError(f"{error}; pass --domain or run from the project root") from error
     tfidf = TfidfRetrievalBaseline([r["instruction"] for r in train_rows], [r["response"] for r in train_rows],
@@ -174,7 +173,7 @@ def run_evaluation(
         from nebras_bot.evaluation.nlu import RasaNLU
 
         parser = RasaNLU(nlu)
-    generator = generator or build_generator(model)
+    generator = generator or build_generator(model, timeout_s=timeout_s)
 
     predictions, records, contexts = [], [], []
     reasons: Counter = Counter()
@@ -188,8 +187,7 @@ def run_evaluation(
                     parsed = parser.parse(row.instruction)
                     intent, entities, confidence = parsed.intent or "nlu_fallback", parsed.entities, parsed.confidence
                     nlu_correct += intent == row.intent
-                raw_template = templates.template(intent)
-                template = fill_known(raw_template, entities) if raw_template else None
+                template = templates.template(intent, entities)
                 context = first_turn_context(row.instruction, intent, entities, template)
                 tick = time.perf_counter()
                 try:

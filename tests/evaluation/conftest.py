@@ -51,6 +51,15 @@ def write_csv(path: Path, rows: list[dict], fields=FIELDS) -> Path:
 
 DOMAIN_YAML = """
 version: "3.1"
+intents: [track_order, cancel_order, recover_password, check_payment_methods]
+entities: [order_id]
+slots:
+  order_id:
+    type: text
+    influence_conversation: false
+    mappings:
+      - type: from_entity
+        entity: order_id
 responses:
   utter_track_order:
     - text: "Your order {order_id} is on its way."

@@ -33,11 +33,23 @@ def test_missing_domain_is_a_clear_error(tmp_path: Path):
         load_domain_responses(tmp_path / "nope.yml")
 
 
-def test_intent_template_fills_entities_and_counts_missing_intents(domain_file):
-    baseline = IntentTemplateBaseline(load_domain_responses(domain_file))
+def test_intent_template_renders_like_rasa_and_counts_missing_intents(domain_file):
+    baseline = IntentTemplateBaseline.from_domain(domain_file)
     assert baseline.reply("track_order", {"order_id": "98765"}) == "Your order 98765 is on its way."
+    # The conditional variant applies when its slot condition holds (order_id empty) ...
+    assert baseline.reply("cancel_order", {}) == "Which order should I cancel?"
+    # ... and not otherwise.
+    assert baseline.reply("cancel_order", {"order_id": "12"}) == "I have started the cancellation of order 12."
     assert baseline.reply("check_payment_methods", {}) == "Sorry, I did not get that."
-    assert baseline.missing == {"check_payment_methods": 1}
+    assert baseline.reply(None, {}) == "Sorry, I did not get that."
+    assert baseline.missing == {"check_payment_methods": 1, "<none>": 1}
+    # A template whose placeholder has no value is not sent (Rasa would print 'None').
+    assert baseline.template("track_order", {}) is None
+
+
+def test_missing_domain_for_the_baseline_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="no Rasa domain"):
+        IntentTemplateBaseline.from_domain(tmp_path / "domain.yml", tmp_path / "domain")
 
 
 def test_fill_known_leaves_unknown_placeholders():

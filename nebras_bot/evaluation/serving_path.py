@@ -1,0 +1,74 @@
+"""The serving code the evaluation runs, so evaluated replies are the replies the bot sends.
+
+- Templates: the domain's ``utter_<intent>`` variant that Rasa would send, rendered with
+  ``nebras_bot.data.templates.render_template`` (the same function that builds the training
+  prompts' ``template:`` field).
+- Replies: engineer B's ``ResponseGenerator`` (prompt builder, exemplar retrieval from the model's
+  ``exemplars/`` index, decoding, placeholder filling, guard, templated fallback).
+- Perplexity prompts: ``ResponseGenerator.build_prompt`` (the exact prompt generation used).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from nebras_bot.generation.prompt import PromptContext
+
+logger = logging.getLogger(__name__)
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model to evaluate could not be loaded."""
+
+
+def build_generator(model: Path | str, timeout_s: Optional[float] = None):
+    """A ``ResponseGenerator`` for ``model`` with the serving settings (``NEBRAS_GEN_*``).
+
+    ``timeout_s`` overrides the per-reply time limit (serving's default otherwise). Raises
+    :class:`ModelUnavailableError` when the model cannot be loaded: evaluating the templated
+    fallback as if it were the model would be misleading.
+    """
+    from nebras_bot.generation.generator import ResponseGenerator
+    from nebras_bot.generation.settings import GenerationSettings
+
+    settings = GenerationSettings()
+    if timeout_s is not None:
+        settings = settings.copy(update={"timeout_s": float(timeout_s)})
+    generator = ResponseGenerator.load(settings, source=str(model))
+    if not generator.available:
+        raise ModelUnavailableError(f"could not load the response model {model}: {generator.load_error}")
+    return generator
+
+
+def loaded_model(generator: Any, model: Path | str) -> Any:
+    """The ``LoadedModel`` behind ``generator`` (None when it has none)."""
+    return getattr(generator, "loaded", None)
+
+
+def prompt_for(generator: Any, context: PromptContext, loaded: Any) -> str:
+    """The prompt the generator builds for ``context`` (with retrieval and its token counter)."""
+    if hasattr(generator, "build_prompt"):
+        return generator.build_prompt(context)
+    from nebras_bot.generation.prompt import build_prompt
+
+    return build_prompt(context, count_tokens=lambda text: len(loaded.tokenizer(text)["input_ids"]))
+
+
+Variants = Dict[str, List[Dict[str, Any]]]
+
+
+def domain_templates(domain: Optional[Path]) -> Variants:
+    """``{intent: response variants}`` of the domain (``utter_<intent>``), via Rasa's domain loader."""
+    from nebras_bot.data.templates import intent_templates
+
+    return intent_templates(domain)
+
+
+def render(variants: Variants, intent: Optional[str], values: Mapping[str, str]) -> Optional[str]:
+    """The reply Rasa's templated NLG would send for ``intent`` given slot ``values``."""
+    from nebras_bot.data.templates import render_template
+
+    if not intent or intent not in variants:
+        return None
+    return render_template(variants[intent], values)

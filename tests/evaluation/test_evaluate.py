@@ -1,0 +1,186 @@
+"""``nebras evaluate`` end to end through the serving path (B's ResponseGenerator) with a tiny GPT-2.
+
+The tiny model is first trained (a few seconds) to answer every fixture prompt with
+``Your order {order_id} is on its way.``: rows with an order id then get a generated, filled reply,
+rows without one fall back to the template (``missing_placeholder``) — both paths are measured.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nebras_bot.cli import main
+from nebras_bot.evaluation import textmetrics
+from nebras_bot.evaluation.evaluate import EvaluationInputError, first_turn_context, run_evaluation
+from nebras_bot.evaluation.settings import METRICS_FILE, PREDICTIONS_FILE
+
+from .conftest import DATA_ROWS, DOMAIN_YAML, TRAIN_ROWS, write_csv
+
+MEMORISED = " Your order {order_id} is on its way.<|end|>"
+PREDICTION_FIELDS = {"instruction", "intent", "reference", "prediction", "fallback", "latency_ms"}
+METRIC_FIELDS = {"n", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "perplexity", "bits_per_byte", "distinct_1",
+                 "distinct_2", "entity_recall", "fallback_rate", "latency_ms_p50", "latency_ms_p95", "baselines"}
+TEXT_FIELDS = {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "distinct_1", "distinct_2", "entity_recall"}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("evaluate")
+    (root / "domain.yml").write_text(DOMAIN_YAML)
+    return {
+        "root": root,
+        "domain": root / "domain.yml",
+        "data": write_csv(root / "data.csv", DATA_ROWS),
+        "train": write_csv(root / "train.csv", TRAIN_ROWS),
+    }
+
+
+@pytest.fixture(scope="module")
+def model_dir(files) -> Path:
+    """A tiny GPT-2 with an exemplar index, trained to memorise one reply for the fixture prompts."""
+    import torch
+
+    from nebras_bot.evaluation.baselines import IntentTemplateBaseline
+    from nebras_bot.generation.generator import ResponseGenerator
+    from nebras_bot.generation.loader import tiny_gpt2
+    from nebras_bot.generation.retrieval import ExemplarIndex
+
+    torch.set_num_threads(1)
+    directory = files["root"] / "model"
+    loaded = tiny_gpt2(seed=0)
+    ExemplarIndex.build([r["instruction"] for r in TRAIN_ROWS], [r["response"] for r in TRAIN_ROWS],
+                        [r["intent"] for r in TRAIN_ROWS]).save(directory / "exemplars")
+    generator = ResponseGenerator(loaded, exemplar_index=ExemplarIndex.load(directory / "exemplars"))
+    templates = IntentTemplateBaseline.from_domain(files["domain"])
+    sequences = []
+    for row in DATA_ROWS:
+        entities = {row["entity_type"]: row["entity_value"]} if row.get("entity_type") else {}
+        context = first_turn_context(row["instruction"], row["intent"], entities, templates.template(row["intent"], entities))
+        prompt_ids = loaded.tokenizer(generator.build_prompt(context), add_special_tokens=False).input_ids
+        completion_ids = loaded.tokenizer(MEMORISED, add_special_tokens=False).input_ids
+        sequences.append((prompt_ids + completion_ids, len(prompt_ids)))
+    width = max(len(ids) for ids, _ in sequences)  # one right-padded batch; loss on completions only
+    input_ids = torch.full((len(sequences), width), loaded.tokenizer.pad_token_id)
+    attention = torch.zeros_like(input_ids)
+    labels = torch.full_like(input_ids, -100)
+    for row, (ids, start) in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+        labels[row, start : len(ids)] = torch.tensor(ids[start:])
+    model = loaded.model.train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(80):  # usually done after ~20 steps
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses = [loss.item()]
+        if loss.item() < 0.01:
+            break
+    print(f"memorised after {step + 1} steps, loss {loss.item():.4f}")
+    assert max(losses) < 0.05, f"tiny model did not memorise the reply (losses {losses})"
+    model.eval()
+    model.save_pretrained(directory)
+    loaded.tokenizer.save_pretrained(directory)
+    (directory / "nebras.json").write_text(json.dumps({"version": "eval-test-1", "retrieval": True}))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def evaluated(files, model_dir) -> tuple[dict, list, Path]:
+    out = files["root"] / "out"
+    metrics = run_evaluation(model=model_dir, data=files["data"], train=files["train"], out=out,
+                             domain=files["domain"], show_progress=False, timeout_s=30)
+    predictions = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
+    return metrics, predictions, out
+
+
+def test_outputs_have_the_contract_fields(evaluated):
+    metrics, predictions, out = evaluated
+    assert json.loads((out / METRICS_FILE).read_text()) == metrics
+    assert METRIC_FIELDS <= set(metrics)
+    assert set(metrics["baselines"]) == {"intent_template", "tfidf_retrieval"}
+    for baseline in metrics["baselines"].values():
+        assert TEXT_FIELDS <= set(baseline)
+    assert metrics["n"] == len(predictions) == len(DATA_ROWS)
+    for record in predictions:
+        assert PREDICTION_FIELDS <= set(record)
+    assert metrics["model_version"] == "eval-test-1"
+
+
+def test_generated_and_fallback_rows_follow_the_serving_path(evaluated):
+    metrics, predictions, _ = evaluated
+    by_intent = {p["intent"]: p for p in predictions}
+    # Generated, placeholder filled from the entity, accepted by the guard:
+    assert by_intent["track_order"]["prediction"] == "Your order 98765 is on its way."
+    assert by_intent["track_order"]["fallback"] is False
+    assert by_intent["cancel_order"]["prediction"] == "Your order 4444 is on its way."
+    # No order id: {order_id} cannot be filled -> the domain template (or the last-resort text).
+    assert by_intent["recover_password"]["fallback"] is True
+    assert by_intent["recover_password"]["prediction"] == "Use the 'Forgot password' link on the sign-in page."
+    assert by_intent["recover_password"]["reason"].startswith("missing_placeholder")
+    assert by_intent["check_payment_methods"]["fallback"] is True
+    assert metrics["fallback_rate"] == 0.5
+    assert metrics["fallback_reasons"] == {"missing_placeholder": 2}
+    # References have the row's entity filled in.
+    assert by_intent["cancel_order"]["reference"] == "Order 4444 is cancelled as you asked."
+
+
+def test_metrics_are_the_text_metrics_of_the_written_predictions(evaluated):
+    metrics, predictions, _ = evaluated
+    refs = [p["reference"] for p in predictions]
+    values = [p["entity_value"] or None for p in predictions]
+    for key, column in (("model", "prediction"), ("intent_template", "baseline_intent_template"),
+                        ("tfidf_retrieval", "baseline_tfidf_retrieval")):
+        block = metrics if key == "model" else metrics["baselines"][key]
+        expected = textmetrics.text_metrics([p[column] for p in predictions], refs, values)
+        for name, value in expected.items():
+            assert block[name] == pytest.approx(value), (key, name)
+    assert metrics["entity_recall"] == 1.0
+    latencies = [p["latency_ms"] for p in predictions]
+    assert metrics["latency_ms_p50"] == pytest.approx(textmetrics.percentile(latencies, 50))
+    assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
+    assert set(metrics["per_intent"]) == {r["intent"] for r in DATA_ROWS}
+
+
+def test_baselines_on_the_fixture(evaluated):
+    _, predictions, _ = evaluated
+    by_intent = {p["intent"]: p for p in predictions}
+    assert by_intent["track_order"]["baseline_tfidf_retrieval"] == "Order 98765 ships tomorrow."
+    assert by_intent["check_payment_methods"]["baseline_tfidf_retrieval"] == "We accept cards and PayPal."
+    assert by_intent["track_order"]["baseline_intent_template"] == "Your order 98765 is on its way."
+    assert by_intent["check_payment_methods"]["baseline_intent_template"] == "Sorry, I did not get that."
+
+
+def test_perplexity_of_references_under_the_model(evaluated):
+    metrics, _, _ = evaluated
+    assert metrics["perplexity_tokens"] > 0
+    assert 1.0 < metrics["perplexity"] < 60_000 and math.isfinite(metrics["perplexity"])
+    assert metrics["bits_per_byte"] > 0
+
+
+def test_limit_and_missing_columns(files, model_dir, tmp_path):
+    metrics = run_evaluation(model=model_dir, data=files["data"], train=files["train"], out=tmp_path / "o",
+                             domain=files["domain"], limit=1, show_progress=False, timeout_s=30)
+    assert metrics["n"] == 1
+    bad = write_csv(tmp_path / "bad.csv", [{"instruction": "hi", "intent": "greet"}], fields=["instruction", "intent"])
+    with pytest.raises(EvaluationInputError, match="missing column\\(s\\) entity_type, entity_value, response"):
+        run_evaluation(model=model_dir, data=bad, train=files["train"], out=tmp_path / "o2", domain=files["domain"])
+    assert not (tmp_path / "o2").exists()  # nothing half-written
+
+
+def test_cli_evaluate(files, model_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(files["data"]), "--train", str(files["train"]),
+                 "--out", str(out), "--domain", str(files["domain"]), "--no-progress", "--limit", "2"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "bleu" in printed and "tfidf" in printed
+    assert json.loads((out / METRICS_FILE).read_text())["n"] == 2
+    missing_model = main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(files["data"]),
+                          "--train", str(files["train"]), "--out", str(out), "--domain", str(files["domain"])])
+    assert missing_model == 2
+    assert "could not load the response model" in capsys.readouterr().err
