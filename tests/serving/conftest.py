@@ -138,16 +138,37 @@ def fastapi_server(serving_bot_model: Path) -> Iterator[RunningServer]:
         yield RunningServer("fastapi", "http://testserver", client)
 
 
+SLACK_SECRET = "slack-signing-secret-for-tests"
+TELEGRAM_SECRET = "telegram-secret-for-tests"
+TELEGRAM_TOKEN = "123456:TEST-token"
+
+
 @pytest.fixture(scope="session")
-def rasa_server(serving_bot_model: Path, tmp_path_factory) -> Iterator[RunningServer]:
-    """``rasa run`` in a subprocess with the NebrasChannel from a credentials file."""
+def fake_apis() -> Iterator["FakeChatAPIs"]:
+    """Local fake Slack Web API + Telegram Bot API."""
+    from .fake_chat_apis import FakeChatAPIs, ServerThread
+
+    fake = FakeChatAPIs()
+    fake.port = free_port()
+    with ServerThread(fake.app, fake.port):
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def rasa_server(serving_bot_model: Path, fake_apis, tmp_path_factory) -> Iterator[RunningServer]:
+    """``rasa run`` in a subprocess with the project's credentials.yml: the NebrasChannel, and
+    Slack/Telegram configured from environment variables that point at the fake APIs."""
     workdir = tmp_path_factory.mktemp("rasa_run")
-    credentials = write_credentials(workdir / "credentials.yml")
+    credentials = ROOT / "credentials.yml"
     port = free_port()
     log = workdir / "rasa.log"
+    fake = f"http://127.0.0.1:{fake_apis.port}"
     env = child_env(NEBRAS_API_TOKEN=TOKEN, NEBRAS_RATE_LIMIT_PER_MINUTE=str(RATE_PER_MINUTE),
                     NEBRAS_RATE_LIMIT_BURST=str(RATE_BURST), NEBRAS_MAX_MESSAGE_CHARS="500",
-                    NEBRAS_MAX_BODY_BYTES="8192")
+                    NEBRAS_MAX_BODY_BYTES="8192",
+                    SLACK_TOKEN="xoxb-test", SLACK_SIGNING_SECRET=SLACK_SECRET, SLACK_API_URL=fake + "/api/",
+                    TELEGRAM_TOKEN=TELEGRAM_TOKEN, TELEGRAM_SECRET_TOKEN=TELEGRAM_SECRET,
+                    TELEGRAM_API_URL=fake, TELEGRAM_WEBHOOK_URL="https://bot.example.com/webhooks/telegram/webhook")
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(VENV_BIN / "rasa"), "run", "--model", str(serving_bot_model), "--credentials",
@@ -168,6 +189,9 @@ def rasa_server(serving_bot_model: Path, tmp_path_factory) -> Iterator[RunningSe
                     break
                 assert time.monotonic() < deadline, response.text
                 time.sleep(0.5)
-            yield RunningServer("rasa", base + "/webhooks/nebras", client)
+            server = RunningServer("rasa", base + "/webhooks/nebras", client)
+            server.root = base
+            server.log = log
+            yield server
     finally:
         stop(proc)
