@@ -88,14 +88,17 @@ class ResponseGenerator:
         exemplar_index: Any = None,
         load_error: Optional[str] = None,
     ) -> None:
-        from nebras_bot.generation.decoding import Decoder
+        from nebras_bot.generation.fastpath import build_decoder
 
         self.settings = settings or GenerationSettings()
         self.loaded = loaded
         self.exemplar_index = exemplar_index
         self.load_error = load_error
-        self.decoder = Decoder(loaded.model, loaded.tokenizer, self.settings) if loaded is not None else None
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nebras-gen")
+        # Decoder, FastDecoder or BatchingWorker, per settings.fast_path / settings.batching.
+        self.decoder = build_decoder(loaded.model, loaded.tokenizer, self.settings) if loaded is not None else None
+        # With batching, concurrent replies wait in the worker's queue together (one thread each).
+        workers = self.settings.batch_max_size if self.settings.batching else 1
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nebras-gen")
         metrics.GENERATOR_DEGRADED.set(0 if self.available else 1)
         if self.available:
             metrics.MODEL_INFO.info({"version": str(self.model_version), "source": str(loaded.source)})
@@ -242,6 +245,9 @@ class ResponseGenerator:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        close_decoder = getattr(self.decoder, "close", None)  # the batching worker's thread
+        if close_decoder is not None:
+            close_decoder()
 
 
 def _trim_unfinished(text: str, stopped_by: str) -> str:

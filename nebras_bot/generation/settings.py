@@ -16,6 +16,7 @@ DEFAULT_MODEL = "models/nlg/current"
 MODE_REPHRASE = "rephrase"
 MODE_GENERATE = "generate"
 MODES = (MODE_REPHRASE, MODE_GENERATE)
+FAST_PATHS = ("off", "fp32", "int8", "bf16")  # nebras_bot.generation.fastpath
 
 # Keys accepted in endpoints.yml that are spelled differently from the fields (kept short there).
 OPTION_ALIASES = {
@@ -34,6 +35,12 @@ class GenerationSettings(BaseSettings):
     torch_threads: int = Field(2, ge=1, description="torch intra-op threads for generation")
     use_retrieval: bool = Field(True, description="put exemplar replies from the model's exemplars/ index into the prompt")
     exemplars: int = Field(2, ge=0, description="how many exemplar replies to retrieve")
+
+    # --- speed (nebras_bot.generation.fastpath / batching; measured in docs/performance.md)
+    fast_path: str = Field("off", description="off: model.generate; fp32|int8|bf16: Nebras's greedy loop with prompt reuse on the model in that precision")
+    batching: bool = Field(False, description="decode concurrent greedy replies together in micro-batches")
+    batch_max_size: int = Field(8, ge=1, description="most replies decoded in one micro-batch")
+    batch_wait_ms: float = Field(10.0, ge=0, description="how long the first request waits for others to join its batch")
 
     # --- what the NLG does
     mode: str = Field(MODE_REPHRASE, description="rephrase: rewrite the templated reply in context; generate: write it from context")
@@ -68,6 +75,13 @@ class GenerationSettings(BaseSettings):
         value = str(value).strip().lower()
         if value not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
+        return value
+
+    @validator("fast_path")
+    def _known_fast_path(cls, value: str) -> str:  # noqa: N805 - pydantic validator
+        value = str(value).strip().lower()
+        if value not in FAST_PATHS:
+            raise ValueError(f"fast_path must be one of {', '.join(FAST_PATHS)}, not {value!r}")
         return value
 
     @classmethod

@@ -1,0 +1,243 @@
+"""The CPU fast path for single replies, and the factory that picks the decoder the generator uses.
+
+What makes a reply fast on a small CPU (measured in ``benchmarks/bench_generation.py``, reported in
+``docs/performance.md``):
+
+- **int8 dynamic quantisation** (``torch.ao.quantization.quantize_dynamic``) of every linear layer,
+  the LM head included. GPT-2 uses transformers' ``Conv1D`` (a transposed linear layer), which
+  ``quantize_dynamic`` does not know, so those layers are first turned into ``nn.Linear``
+  (:func:`conv1d_to_linear`). Decoding one token reads every weight once, so a 4x smaller weight
+  (and an LM head that fits the CPU cache) is most of the win. ``bf16`` is available too
+  (Zen 4 / Sapphire Rapids have bf16 instructions) but measured slower than int8 here.
+- **Nebras's own greedy loop** (:class:`nebras_bot.generation.batching.GreedyEngine`): logits only
+  for the last prompt position, no per-step ``generate`` bookkeeping, stop checks only on tokens
+  that can end a marker.
+- **Prompt reuse** (:class:`FastDecoder`): the token ids of prompt lines are cached (the system
+  lines, exemplars and history turns recur from turn to turn), and the KV cache of the previous
+  prompt is kept, so a new prompt only runs the model over what differs from the last one.
+
+``build_decoder`` returns what ``ResponseGenerator`` calls ``complete(prompt)`` on: the plain
+``Decoder`` (``fast_path: off``, or sampling/beam search), a :class:`FastDecoder`, or a
+:class:`nebras_bot.generation.batching.BatchingWorker` (``batching: true``) for servers that
+answer many conversations at once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from nebras_bot.generation.batching import BatchingWorker, DecodeRequest, GreedyEngine, _Row
+from nebras_bot.generation.decoding import Completion, Decoder
+from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings
+
+logger = logging.getLogger(__name__)
+
+FAST_OFF = "off"  # transformers' model.generate (the Decoder)
+FAST_FP32 = "fp32"  # Nebras's greedy loop and prompt reuse, full precision
+FAST_INT8 = "int8"  # ... on the int8 dynamically quantised model
+FAST_BF16 = "bf16"  # ... on the bf16 model
+assert set(FAST_PATHS) == {FAST_OFF, FAST_FP32, FAST_INT8, FAST_BF16}  # the names live in settings.py
+TOKEN_CACHE_SIZE = 4096
+# The line-by-line tokenisation is checked against whole-prompt tokenisation on this many prompts.
+TOKEN_CACHE_CHECKS = 16
+MIN_PREFIX_REUSE = 4  # shorter shared prefixes are recomputed (not worth the cache bookkeeping)
+
+
+# --------------------------------------------------------------------------- model preparation
+
+
+def conv1d_to_linear(model: nn.Module) -> int:
+    """Replace every transformers ``Conv1D`` with an equivalent ``nn.Linear``; returns how many."""
+    from transformers.pytorch_utils import Conv1D
+
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, Conv1D):
+                linear = nn.Linear(child.nx, child.nf, bias=True)
+                with torch.no_grad():
+                    linear.weight.copy_(child.weight.t())
+                    linear.bias.copy_(child.bias)
+                setattr(module, name, linear)
+                replaced += 1
+    return replaced
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """int8 dynamic quantisation of every linear layer (Conv1D converted first), in place."""
+    from torch.ao.quantization import quantize_dynamic
+
+    if "x86" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "x86"
+    conv1d_to_linear(model)
+    return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def bf16_supported() -> bool:
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX512", "AMX"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def prepare_model(model: nn.Module, fast_path: str) -> nn.Module:
+    """The model converted for ``fast_path`` (in place; the caller keeps the returned object)."""
+    if fast_path not in FAST_PATHS:
+        raise ValueError(f"fast_path must be one of {', '.join(FAST_PATHS)}, not {fast_path!r}")
+    model.eval()
+    if fast_path == FAST_INT8:
+        return quantize_int8(model)
+    if fast_path == FAST_BF16:
+        if not bf16_supported():
+            logger.warning("this CPU has no bf16 instructions: bf16 decoding will be slow")
+        return model.to(torch.bfloat16)
+    return model
+
+
+# --------------------------------------------------------------------------- prompt reuse
+
+
+class TokenCache:
+    """Token ids of prompts, tokenised line by line with an LRU cache of lines.
+
+    A prompt's lines are joined by ``\\n``; the BPE pre-tokeniser splits a single new line off as
+    its own token, so the concatenation equals whole-prompt tokenisation. That is checked on the
+    first prompts; on a mismatch (an unusual tokenizer) the cache turns itself off.
+    """
+
+    def __init__(self, tokenizer: Any, size: int = TOKEN_CACHE_SIZE, checks: int = TOKEN_CACHE_CHECKS) -> None:
+        self.tokenizer = tokenizer
+        self.size = size
+        self.checks_left = checks
+        self.enabled = True
+        self.hits = 0
+        self.misses = 0
+        self._lines: "OrderedDict[str, List[int]]" = OrderedDict()
+        self._newline = self._encode("\n")
+
+    def _encode(self, text: str) -> List[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _line(self, line: str) -> List[int]:
+        ids = self._lines.get(line)
+        if ids is not None:
+            self._lines.move_to_end(line)
+            self.hits += 1
+            return ids
+        self.misses += 1
+        ids = self._encode(line) if line else []
+        self._lines[line] = ids
+        if len(self._lines) > self.size:
+            self._lines.popitem(last=False)
+        return ids
+
+    def encode(self, prompt: str) -> List[int]:
+        if not self.enabled:
+            return self._encode(prompt)
+        ids: List[int] = []
+        for index, line in enumerate(prompt.split("\n")):
+            if index:
+                ids.extend(self._newline)
+            ids.extend(self._line(line))
+        if self.checks_left > 0:
+            self.checks_left -= 1
+            whole = self._encode(prompt)
+            if whole != ids:
+                logger.warning("line-wise tokenisation differs from whole-prompt tokenisation: cache off")
+                self.enabled = False
+                return whole
+        return ids
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
+
+
+def _shared_prefix(left: Sequence[int], right: Sequence[int]) -> int:
+    length = min(len(left), len(right))
+    for index in range(length):
+        if left[index] != right[index]:
+            return index
+    return length
+
+
+class FastDecoder:
+    """``Decoder.complete`` for one prompt at a time through the greedy engine, reusing prompt work."""
+
+    def __init__(self, engine: GreedyEngine, reuse_prefix: bool = True) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.tokenizer = engine.tokenizer
+        self.max_positions = engine.max_positions
+        self.tokens = TokenCache(engine.tokenizer)
+        self.reuse_prefix = reuse_prefix
+        self.reused_tokens = 0  # prompt tokens whose KV came from the previous prompt (all calls)
+        self._lock = threading.Lock()
+        self._cache: Any = None
+        self._cached_ids: List[int] = []
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokens.count(text)
+
+    def complete(
+        self,
+        prompt: str,
+        max_new_tokens: Optional[int] = None,
+        time_limit: Optional[float] = None,
+        force_length: bool = False,
+    ) -> Completion:
+        started = time.perf_counter()
+        max_new = max_new_tokens or self.settings.max_new_tokens
+        ids = self.engine.fit_prompt(self.tokens.encode(prompt), max_new)
+        if not ids:
+            raise ValueError("empty prompt")
+        request = DecodeRequest(
+            ids, max_new, started + time_limit if time_limit is not None else None, force_length=force_length
+        )
+        with self._lock, torch.inference_mode():
+            reuse = _shared_prefix(self._cached_ids, ids[:-1]) if self.reuse_prefix and self._cache is not None else 0
+            if reuse >= MIN_PREFIX_REUSE:
+                self._cache.crop(reuse)
+                logits, cache, mask, positions = self.engine.prefill([ids[reuse:]], self._cache, past_length=reuse)
+                self.reused_tokens += reuse
+            else:
+                logits, cache, mask, positions = self.engine.prefill([ids])
+            self._cache, self._cached_ids = None, []  # invalid while decoding (an error leaves it unusable)
+            row = _Row(request)
+            completion = self.engine._loop([row], [ids], logits, cache, mask, positions, started)[0]
+            if self.reuse_prefix:
+                # The cache now holds the prompt and every generated token but the last one.
+                self._cache, self._cached_ids = cache, ids + row.generated[:-1]
+        return completion
+
+
+# --------------------------------------------------------------------------- the factory
+
+
+def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings) -> Any:
+    """The decoder ``ResponseGenerator`` should call for ``settings`` (see the module docstring)."""
+    fast_path, batching = settings.fast_path, settings.batching
+    greedy = not settings.do_sample and settings.num_beams == 1
+    if not greedy and (batching or fast_path != FAST_OFF):
+        logger.info("sampling/beam search: using model.generate (only greedy decoding has the fast path)")
+    if not greedy or (fast_path == FAST_OFF and not batching):
+        return Decoder(model, tokenizer, settings)
+    model = prepare_model(model, fast_path if fast_path != FAST_OFF else FAST_FP32)
+    engine = GreedyEngine(model, tokenizer, settings)
+    if batching:
+        return BatchingWorker(
+            engine,
+            max_batch_size=settings.batch_max_size,
+            wait_ms=settings.batch_wait_ms,
+        )
+    return FastDecoder(engine)
