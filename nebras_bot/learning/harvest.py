@@ -94,7 +94,9 @@ def tracker_url_from_endpoints(endpoints: Path) -> Optional[str]:
         return None
     dialect = config.get("dialect", "sqlite")
     if dialect == "sqlite":
-        return f"sqlite:///{config.get('db', 'rasa.db')}"
+        # Rasa opens a relative SQLite path from its working directory: the project root (home).
+        database = Path(str(config.get("db", "rasa.db")))
+        return f"sqlite:///{database if database.is_absolute() else paths.home() / database}"
     url = sa.engine.URL.create(dialect, username=config.get("username"), password=config.get("password"),
                                host=config.get("url"), port=config.get("port"), database=config.get("db", "rasa"))
     return str(url.render_as_string(hide_password=False))

@@ -55,8 +55,11 @@ def test_tracker_url_from_endpoints(tmp_path, monkeypatch):
     endpoints.write_text("tracker_store:\n  type: SQL\n  dialect: postgresql\n  url: 127.0.0.1\n  port: 5432\n"
                          "  db: rasa\n  username: postgres\n  password: ${DB_PASSWORD}\n")
     assert tracker_url_from_endpoints(endpoints) == "postgresql://postgres:s3cret@127.0.0.1:5432/rasa"
-    endpoints.write_text("tracker_store:\n  type: SQL\n  db: trackers.db\n")
-    assert tracker_url_from_endpoints(endpoints) == "sqlite:///trackers.db"
+    monkeypatch.setenv("NEBRAS_HOME", str(tmp_path))
+    endpoints.write_text("tracker_store:\n  type: SQL\n  db: var/trackers.db\n")
+    assert tracker_url_from_endpoints(endpoints) == f"sqlite:///{tmp_path.resolve() / 'var' / 'trackers.db'}"
+    endpoints.write_text("tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: /srv/rasa.db\n")
+    assert tracker_url_from_endpoints(endpoints) == "sqlite:////srv/rasa.db"
 
 
 async def test_rasa_sql_tracker_store_events_are_harvested_incrementally(support, tmp_path):
@@ -83,3 +86,31 @@ async def test_rasa_sql_tracker_store_events_are_harvested_incrementally(support
     events = [r["payload"] for r in store.rows(source=SOURCE_EVENT)]
     assert [e["event"] for e in events] == ["user", "action", "bot", "user"]
     assert events[2]["metadata"]["model_version"] == "m1" and {r["sender_id"] for r in store.rows()} == {"cust-1"}
+
+
+async def test_shipped_endpoints_tracker_store_is_harvested_by_default(support, home, repo_root):
+    """endpoints.yml's SQL tracker store, built by Rasa as `rasa shell`/`rasa run` build it, writes
+    under var/ and `nebras learn`'s harvest finds it with no extra configuration."""
+    import shutil
+
+    from rasa.core.brokers.broker import EventBroker
+    from rasa.core.tracker_store import SQLTrackerStore, TrackerStore
+    from rasa.core.utils import AvailableEndpoints
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    shutil.copyfile(repo_root / "endpoints.yml", home / "endpoints.yml")
+    (home / "var").mkdir(exist_ok=True)  # in the repository: var/.gitkeep
+    endpoints = AvailableEndpoints.read_endpoints(str(home / "endpoints.yml"))
+    rasa_store = TrackerStore.create(endpoints.tracker_store, Domain.empty(), await EventBroker.create(None))
+    assert isinstance(rasa_store, SQLTrackerStore)
+    tracker = DialogueStateTracker.from_events("shell-user", [
+        UserUttered("where is my parcel", {"name": "track_order", "confidence": 0.9}, timestamp=1.0)])
+    await rasa_store.save(tracker)
+    assert (home / "var" / "tracker.db").is_file()
+
+    store = HarvestStore(support.engine)
+    report = harvest(store, LearningSettings())
+    assert report.tracker_events == 1 and not report.notes
+    assert [r["payload"]["text"] for r in store.rows(source=SOURCE_EVENT)] == ["where is my parcel"]
