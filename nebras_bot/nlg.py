@@ -35,6 +35,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from nebras_bot.generation.context import context_from_tracker
 from nebras_bot.generation.generator import LAST_RESORT_TEXT, GenerationResult, ResponseGenerator
+from nebras_bot.generation.hotswap import ReloadingGenerator
 from nebras_bot.generation.settings import MODE_GENERATE, GenerationSettings
 from nebras_bot.monitoring import metrics
 
@@ -74,7 +75,8 @@ class GPT2NaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
         channels = options.pop(CHANNELS, None)
         self.channels = set(channels) if channels else None
         self.settings = GenerationSettings.from_options(options)
-        self.generator = generator if generator is not None else ResponseGenerator.load(self.settings)
+        # follows models/nlg/current: promotion/rollback and a model that appears later are picked up
+        self.generator = generator if generator is not None else ReloadingGenerator.load(self.settings)
         if not self.generator.available:
             logger.error(
                 "GPT2NaturalLanguageGenerator: no response model (%s); the assistant serves templated "
@@ -150,7 +152,9 @@ class GPT2NaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
     def _mark(self, response: Dict[Text, Any], result: Optional[GenerationResult]) -> Dict[Text, Any]:
         response = copy.copy(response)
         response[GENERATED] = bool(result and result.generated)
-        response[MODEL_VERSION] = self.generator.model_version
+        # the version of the model that served this reply (the model in use may be swapped meanwhile)
+        response[MODEL_VERSION] = (result.model_version if result is not None and result.model_version
+                                   else self.generator.model_version)
         if result is not None and result.reason:
             response[FALLBACK_REASON] = result.reason
         return response
