@@ -125,14 +125,16 @@ class NebrasTelegramInput(TelegramInput):
                 payload = request.json
                 if isinstance(payload, str):
                     payload = json.loads(payload)
-                update = Update(**payload)
-            except Exception:
+                if not isinstance(payload, dict):
+                    raise ValueError("an update is a JSON object")
+                text, msg = self._text_of(Update(**payload))
+                chat_id = str(msg.chat.id) if msg is not None else None
+            except Exception:  # aiogram parses lazily: a malformed field fails on first access
                 metrics.REQUESTS.labels(route=route, status="400").inc()
                 return response.text("malformed update", status=HTTPStatus.BAD_REQUEST)
-            text, msg = self._text_of(update)
             if text is None or msg is None:
                 return response.text("success")
-            user_message = UserMessage(text, out_channel, str(msg.chat.id), input_channel=self.name(),
+            user_message = UserMessage(text, out_channel, chat_id, input_channel=self.name(),
                                        metadata=self.get_metadata(request))
             try:
                 await on_new_message(user_message)
