@@ -70,21 +70,22 @@ class IntentTemplateBaseline:
 
     name = "intent_template"
 
-    def __init__(self, variants: Mapping[str, list], default: str = "") -> None:
+    def __init__(self, variants: Mapping[str, list], default: str = "", generative: Optional[str] = None) -> None:
         self.variants = dict(variants)
         self.default = default
+        self.generative = generative  # ``utter_generative``'s text: serving's reply without a template
         self.missing: Dict[str, int] = {}
 
     @classmethod
     def from_domain(cls, *domains: Path) -> "IntentTemplateBaseline":
         """Load a domain file or directory (the first that exists); FileNotFoundError if none."""
-        from nebras_bot.evaluation.serving_path import domain_templates
+        from nebras_bot.evaluation.serving_path import GENERATIVE_RESPONSE, domain_templates
 
         existing = [Path(d) for d in domains if Path(d).exists()]
         if not existing:
             raise FileNotFoundError(f"no Rasa domain found at {', '.join(str(d) for d in domains)}")
-        default = load_domain_responses(existing[0]).get(DEFAULT_RESPONSE, "")
-        return cls(domain_templates(existing[0]), default)
+        responses = load_domain_responses(existing[0])
+        return cls(domain_templates(existing[0]), responses.get(DEFAULT_RESPONSE, ""), responses.get(GENERATIVE_RESPONSE))
 
     def template(self, intent: Optional[str], values: Mapping[str, str]) -> Optional[str]:
         """The rendered ``utter_<intent>`` text, or None when the domain has none that fits."""

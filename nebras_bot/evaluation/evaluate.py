@@ -26,6 +26,7 @@ from nebras_bot.evaluation import textmetrics
 from nebras_bot.evaluation.baselines import IntentTemplateBaseline, TfidfRetrievalBaseline, fill_known
 from nebras_bot.evaluation.settings import (
     METRICS_FILE,
+    NON_EMPTY_DATA_COLUMNS,
     PREDICTIONS_FILE,
     REQUIRED_DATA_COLUMNS,
     REQUIRED_TRAIN_COLUMNS,
@@ -68,22 +69,43 @@ def resolve_entity_value(instruction: str, value: str, start: str, end: str) -> 
     return span or value
 
 
-def read_rows(path: Path | str, required: Sequence[str]) -> List[Dict[str, str]]:
-    """CSV rows as dicts; raises :class:`EvaluationInputError` naming missing columns."""
+def read_rows(path: Path | str, required: Sequence[str], non_empty: Sequence[str] = ("instruction",)) -> List[Dict[str, str]]:
+    """CSV rows as dicts; raises :class:`EvaluationInputError` naming the problem.
+
+    Missing columns, an unreadable file (not UTF-8, not CSV) and rows whose ``non_empty`` columns
+    are blank (with their line numbers) are errors; blank lines are skipped.
+    """
     path = Path(path)
     if not path.is_file():
         raise EvaluationInputError(f"CSV file {path} not found")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or ())
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise EvaluationInputError(
-                f"{path}: missing column(s) {', '.join(missing)}; a Bitext-format CSV needs "
-                f"{', '.join(required)} (found: {', '.join(sorted(columns)) or 'no header'})"
-            )
-        rows = [{k: (v or "") for k, v in record.items() if k} for record in reader]
-    rows = [r for r in rows if r.get("instruction", "").strip()]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = set(reader.fieldnames or ())
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise EvaluationInputError(
+                    f"{path}: missing column(s) {', '.join(missing)}; a Bitext-format CSV needs "
+                    f"{', '.join(required)} (found: {', '.join(sorted(columns)) or 'no header'})"
+                )
+            rows, blank = [], []
+            for record in reader:
+                row = {k: (v or "") for k, v in record.items() if isinstance(k, str)}
+                if not any(v.strip() for v in row.values()):
+                    continue
+                if any(not row.get(c, "").strip() for c in non_empty):
+                    blank.append(reader.line_num)
+                    continue
+                rows.append(row)
+    except UnicodeDecodeError as error:
+        raise EvaluationInputError(f"{path}: not a UTF-8 text file ({error})") from error
+    except csv.Error as error:
+        raise EvaluationInputError(f"{path}: not a readable CSV file ({error})") from error
+    if blank:
+        shown = ", ".join(str(n) for n in blank[:10]) + (" ..." if len(blank) > 10 else "")
+        raise EvaluationInputError(
+            f"{path}: {len(blank)} row(s) with an empty {' / '.join(non_empty)} (line(s) {shown}); fix or remove them"
+        )
     if not rows:
         raise EvaluationInputError(f"{path}: no rows with an instruction")
     return rows
@@ -152,15 +174,16 @@ def run_evaluation(
     ``serving_path.ModelUnavailableError`` when the model cannot be loaded.
     Returns the metrics dict (the content of metrics.json).
     """
-    from nebras_bot.evaluation.serving_path import build_generator, loaded_model, prompt_for
+    from nebras_bot.evaluation.serving_path import build_generator, generation_mode, loaded_model, prompt_for, reply_inputs
+    from nebras_bot.generation.generator import LAST_RESORT_TEXT
 
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
-    rows = eval_rows(read_rows(data, REQUIRED_DATA_COLUMNS))
+    rows = eval_rows(read_rows(data, REQUIRED_DATA_COLUMNS, NON_EMPTY_DATA_COLUMNS))
     limit = limit if limit is not None else settings.limit
     if limit is not None:
         rows = rows[: max(0, int(limit))]
-    train_rows = read_rows(train, REQUIRED_TRAIN_COLUMNS)
+    train_rows = read_rows(train, REQUIRED_TRAIN_COLUMNS, REQUIRED_TRAIN_COLUMNS)
     domains = [Path(domain)] if domain else [paths.home() / settings.domain, paths.home() / settings.domain_dir]
     try:
         templates = IntentTemplateBaseline.from_domain(*domains)
@@ -174,6 +197,7 @@ def run_evaluation(
 
         parser = RasaNLU(nlu)
     generator = generator or build_generator(model, timeout_s=timeout_s)
+    mode = generation_mode(generator)
 
     predictions, records, contexts = [], [], []
     reasons: Counter = Counter()
@@ -187,8 +211,9 @@ def run_evaluation(
                     parsed = parser.parse(row.instruction)
                     intent, entities, confidence = parsed.intent or "nlu_fallback", parsed.entities, parsed.confidence
                     nlu_correct += intent == row.intent
-                template = templates.template(intent, entities)
-                context = first_turn_context(row.instruction, intent, entities, template)
+                generative = fill_known(templates.generative, entities) if templates.generative else None
+                prompt_template, template = reply_inputs(templates.template(intent, entities), generative, mode)
+                context = first_turn_context(row.instruction, intent, entities, prompt_template)
                 tick = time.perf_counter()
                 try:
                     result = generator.reply(context, template, dict(entities))
@@ -196,7 +221,7 @@ def run_evaluation(
                     latency = getattr(result, "latency_ms", None)
                 except Exception as error:  # an error on one row is a fallback, not a lost run
                     logger.exception("generation failed for %r", row.instruction)
-                    text, generated, reason, latency = template or "", False, f"error: {type(error).__name__}", None
+                    text, generated, reason, latency = template or LAST_RESORT_TEXT, False, f"error: {type(error).__name__}", None
                 latency = float(latency) if latency is not None else (time.perf_counter() - tick) * 1000.0
                 fallback = not generated
                 if fallback:

@@ -3,6 +3,10 @@
 - Templates: the domain's ``utter_<intent>`` variant that Rasa would send, rendered with
   ``nebras_bot.data.templates.render_template`` (the same function that builds the training
   prompts' ``template:`` field).
+- What the NLG class hands the generator: in ``rephrase`` mode the template goes into the prompt;
+  in ``generate`` mode (and for messages without an ``utter_<intent>`` response, which serving
+  answers with the generative policy's ``utter_generative``) the prompt has no template and the
+  fallback reply is ``utter_generative``'s text (:func:`reply_inputs`).
 - Replies: engineer B's ``ResponseGenerator`` (prompt builder, exemplar retrieval from the model's
   ``exemplars/`` index, decoding, placeholder filling, guard, templated fallback).
 - Perplexity prompts: ``ResponseGenerator.build_prompt`` (the exact prompt generation used).
@@ -11,11 +15,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nebras_bot.generation.prompt import PromptContext
 
 logger = logging.getLogger(__name__)
+
+GENERATIVE_RESPONSE = "utter_generative"  # the generative response policy's action (components/)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -72,3 +78,25 @@ def render(variants: Variants, intent: Optional[str], values: Mapping[str, str])
     if not intent or intent not in variants:
         return None
     return render_template(variants[intent], values)
+
+
+def generation_mode(generator: Any) -> str:
+    """The generator's ``mode`` setting (serving's ``NEBRAS_GEN_MODE``; ``rephrase`` by default)."""
+    from nebras_bot.generation.settings import GenerationSettings
+
+    settings = getattr(generator, "settings", None)
+    return getattr(settings, "mode", None) or GenerationSettings().mode
+
+
+def reply_inputs(template: Optional[str], generative: Optional[str], mode: str) -> Tuple[Optional[str], Optional[str]]:
+    """``(template shown in the prompt, reply sent when generation fails)`` as serving's NLG uses them.
+
+    A message with an ``utter_<intent>`` response: the template is the fallback, and is in the prompt
+    unless ``mode`` is ``generate``. Without one, serving's policy predicts ``utter_generative``:
+    generate mode (no template in the prompt), its text as the fallback.
+    """
+    from nebras_bot.generation.settings import MODE_GENERATE
+
+    if template is None:
+        return None, generative
+    return (None if mode == MODE_GENERATE else template), template

@@ -9,6 +9,8 @@ from pydantic import BaseSettings, Field
 # Columns a ``--data`` / ``--train`` CSV must have (Bitext's column format).
 REQUIRED_DATA_COLUMNS: tuple[str, ...] = ("instruction", "intent", "entity_type", "entity_value", "response")
 REQUIRED_TRAIN_COLUMNS: tuple[str, ...] = ("instruction", "response")
+# Columns that must hold a value in every ``--data`` row (entity columns may be blank).
+NON_EMPTY_DATA_COLUMNS: tuple[str, ...] = ("instruction", "intent", "response")
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"

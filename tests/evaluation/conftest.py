@@ -116,3 +116,65 @@ def train_csv(tmp_path: Path) -> Path:
 @pytest.fixture
 def data_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "data.csv", DATA_ROWS)
+
+
+# ---------------------------------------------------------------- the mini Rasa bot (tests/fixtures/mini_bot)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MINI_BOT_CACHE = REPO_ROOT / "var" / "test-cache"
+ENV_MINI_BOT = "NEBRAS_TEST_MINI_BOT"  # same override as tests/generation/conftest.py
+
+
+def _mini_bot_hash() -> str:
+    import hashlib
+
+    from helpers.mini_bot import FIXTURE_DIR
+
+    digest = hashlib.sha256()
+    for path in sorted(FIXTURE_DIR.rglob("*.yml")):
+        digest.update(path.relative_to(FIXTURE_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def mini_bot_archive() -> Path:
+    """``tests/fixtures/mini_bot`` trained with ``helpers.mini_bot.train_mini_bot`` (the generation
+    tests' trainer), cached under ``var/test-cache/`` by a hash of the fixture files so it is
+    trained once, not once per session. ``NEBRAS_TEST_MINI_BOT`` reuses an archive."""
+    reuse = os.environ.get(ENV_MINI_BOT, "").strip()
+    if reuse:
+        if not Path(reuse).is_file():
+            pytest.fail(f"{ENV_MINI_BOT}={reuse} is not a model archive")
+        return Path(reuse)
+    from helpers.mini_bot import train_mini_bot
+
+    name = f"mini_bot-{_mini_bot_hash()}"
+    archive = MINI_BOT_CACHE / f"{name}.tar.gz"
+    if not archive.is_file():
+        MINI_BOT_CACHE.mkdir(parents=True, exist_ok=True)
+        trained = train_mini_bot(MINI_BOT_CACHE, fixed_model_name=name)
+        assert trained == archive, (trained, archive)
+    return archive
+
+
+@pytest.fixture(scope="session")
+def mini_bot_domain() -> Path:
+    from helpers.mini_bot import FIXTURE_DIR
+
+    return FIXTURE_DIR / "domain.yml"
+
+
+@pytest.fixture(scope="session")
+def untrained_model_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised GPT-2 saved like a registry version (no training: fast)."""
+    import json
+
+    from nebras_bot.generation.loader import tiny_gpt2
+
+    directory = tmp_path_factory.mktemp("untrained") / "tiny-untrained"
+    loaded = tiny_gpt2(seed=1)
+    loaded.model.save_pretrained(directory)
+    loaded.tokenizer.save_pretrained(directory)
+    (directory / "nebras.json").write_text(json.dumps({"version": "tiny-untrained", "retrieval": False}))
+    return directory
