@@ -9,8 +9,13 @@ from nebras_bot.support.service import SupportService, get_service
 
 
 def service() -> SupportService:
-    """The support service for ``NEBRAS_DB_URL`` (schema created/migrated on first use)."""
-    return get_service()
+    """The support service for ``NEBRAS_DB_URL`` (schema created/migrated on first use).
+
+    Ticket requests kept in the outbox while the action server or the database was down are filed
+    here, on the first action after the outage (then at most every few seconds)."""
+    support = get_service()
+    support.deliver_outbox()
+    return support
 
 
 def slot_or_entity(tracker: Tracker, name: str) -> Optional[Any]:

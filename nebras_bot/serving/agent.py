@@ -64,6 +64,10 @@ async def load_agent(model: Optional[Path], endpoints_path: Optional[Path]) -> A
 
     model_path = resolve_model(model)
     endpoints = read_endpoints(endpoints_path)
+    # action server down -> apology, ticket requests kept in the outbox (nebras_bot.serving.action_fallback)
+    from nebras_bot.serving.action_fallback import ResilientActionEndpoint
+
+    endpoints.action = ResilientActionEndpoint.wrap(endpoints.action)
     logger.info("loading Rasa model %s", model_path)
     agent = await rasa_load_agent(model_path=str(model_path), endpoints=endpoints)
     if agent is None or not agent.is_ready():

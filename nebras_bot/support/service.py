@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -23,6 +24,36 @@ from nebras_bot.support.validation import normalise_email, normalise_order_id
 logger = logging.getLogger(__name__)
 
 
+OUTBOX_DELIVERY_INTERVAL_S = 5.0
+
+
+def handoff_description(events: List[Dict[str, Any]]) -> str:
+    user = conversation.last_user_event(events) or {}
+    description = "Customer asked for a human agent"
+    if user.get("text"):
+        description += f": {user['text']}"
+    return description
+
+
+def ticket_request(*, sender_id: str, events: List[Dict[str, Any]], description: str, email: Optional[str] = None,
+                   order_id: Optional[str] = None, origin: str = ORIGIN_FORM,
+                   intent: Optional[str] = None) -> Dict[str, Any]:
+    """``TicketStore.create`` arguments for one form submission (or hand-off).
+
+    The idempotency key is the sender, the origin, the timestamp of the user message that
+    completed the request, and the request's content: Rasa retrying the same action call gives
+    the same key, a new request (a later message) a new one. Serving builds the same request from
+    the same tracker when the action server is down (``nebras_bot.serving.action_fallback``).
+    """
+    user = conversation.last_user_event(events) or {}
+    key = idempotency_key(sender_id, origin, user.get("timestamp"), email, order_id, description)
+    return dict(
+        description=description, idempotency_key=key, email=normalise_email(email),
+        order_id=normalise_order_id(order_id), transcript=conversation.transcript(events),
+        origin=origin, sender_id=sender_id, intent=intent,
+    )
+
+
 @dataclass
 class TicketOutcome:
     ticket: Optional[Ticket]
@@ -37,6 +68,7 @@ class SupportService:
         self.orders = OrderStore(self.engine, self.settings)
         self.feedback = FeedbackStore(self.engine, self.settings)
         self.outbox = Outbox(self.engine, self.settings)
+        self._outbox_checked = float("-inf")
 
     # --- orders ---------------------------------------------------------------------------------
     def order_status(self, order_id: Optional[str]) -> str:
@@ -69,13 +101,8 @@ class SupportService:
         completed the request, and the request's content: Rasa retrying the same action call gives
         the same key, a new request (a later message) a new one.
         """
-        user = conversation.last_user_event(events) or {}
-        key = idempotency_key(sender_id, origin, user.get("timestamp"), email, order_id, description)
-        request = dict(
-            description=description, idempotency_key=key, email=normalise_email(email),
-            order_id=normalise_order_id(order_id), transcript=conversation.transcript(events),
-            origin=origin, sender_id=sender_id, intent=intent,
-        )
+        request = ticket_request(sender_id=sender_id, events=events, description=description, email=email,
+                                 order_id=order_id, origin=origin, intent=intent)
         try:
             ticket = self.tickets.create(**request)
         except Exception:  # noqa: BLE001 - the customer gets an apology; the request is kept
@@ -90,12 +117,25 @@ class SupportService:
 
     def handoff(self, *, sender_id: str, events: List[Dict[str, Any]], email: Optional[str] = None,
                 intent: Optional[str] = None) -> TicketOutcome:
-        user = conversation.last_user_event(events) or {}
-        description = "Customer asked for a human agent"
-        if user.get("text"):
-            description += f": {user['text']}"
-        return self.open_ticket(sender_id=sender_id, events=events, description=description, email=email,
-                                origin=ORIGIN_HANDOFF, intent=intent)
+        return self.open_ticket(sender_id=sender_id, events=events, description=handoff_description(events),
+                                email=email, origin=ORIGIN_HANDOFF, intent=intent)
+
+    def deliver_outbox(self, min_interval_s: float = OUTBOX_DELIVERY_INTERVAL_S) -> int:
+        """File the ticket requests kept in the outbox (at most every ``min_interval_s`` seconds);
+        returns how many were filed. Called on the action server's requests, so requests kept while
+        it (or the database) was down are filed once it is back; never raises."""
+        now = time.monotonic()
+        if now - self._outbox_checked < min_interval_s:
+            return 0
+        self._outbox_checked = now
+        try:
+            delivered = self.outbox.deliver(self.tickets)
+        except Exception:  # noqa: BLE001 - the database may still be away: next time
+            logger.warning("outbox delivery failed; will retry", exc_info=True)
+            return 0
+        if delivered:
+            logger.info("filed %d ticket request(s) kept in the outbox", len(delivered))
+        return len(delivered)
 
     def ticket_status(self, ticket_id: Optional[str]) -> str:
         normalised = normalise_ticket_id(ticket_id or "")
