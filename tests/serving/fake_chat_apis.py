@@ -73,15 +73,17 @@ class FakeChatAPIs:
 class ServerThread:
     """Runs an ASGI app with uvicorn in a daemon thread."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, start_timeout: float = 20.0) -> None:
+        self.start_timeout = start_timeout
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "ServerThread":
         self.thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + self.start_timeout
         while not self.server.started:
-            assert time.monotonic() < deadline, "fake server did not start"
+            assert self.thread.is_alive(), "server thread exited before it started"
+            assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
         return self
 

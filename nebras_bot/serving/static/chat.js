@@ -68,8 +68,7 @@
     button.type = "button";
     button.className = "feedback feedback--" + rating;
     button.textContent = label;
-    button.title = rating === "up" ? "Helpful" : "Not helpful";
-    button.setAttribute("aria-label", button.title);
+    button.title = rating === "up" ? "This reply helped" : "This reply did not help";
     button.addEventListener("click", function () {
       var buttons = meta.querySelectorAll("button.feedback");
       Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
@@ -125,8 +124,8 @@
                                     : "the assistant's templated reply";
     meta.appendChild(badge);
     if (message.text) {
-      meta.appendChild(feedbackButton("\uD83D\uDC4D", "up", message, modelVersion, meta));
-      meta.appendChild(feedbackButton("\uD83D\uDC4E", "down", message, modelVersion, meta));
+      meta.appendChild(feedbackButton("Helpful", "up", message, modelVersion, meta));
+      meta.appendChild(feedbackButton("Not helpful", "down", message, modelVersion, meta));
     }
     item.appendChild(meta);
     list.appendChild(item);
