@@ -28,6 +28,7 @@ from nebras_bot.evaluation.report_inputs import (
     find_evaluation,
     find_rasa_results,
     find_training_run,
+    model_dir_of,
 )
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -296,9 +297,12 @@ class ReportInputs:
 
 def gather(evaluation_dir: Optional[Path] = None, model_dir: Optional[Path] = None, data_card: Optional[Path] = None,
            rasa_results: Optional[Path] = None, dialogues: Optional[Path] = None) -> ReportInputs:
+    """Load every input; the training run defaults to the evaluated model's directory, then the
+    promoted model, then the newest finished ``models/nlg/<version>``."""
+    evaluation = find_evaluation(evaluation_dir)
     return ReportInputs(
-        evaluation=find_evaluation(evaluation_dir),
-        training=find_training_run(model_dir),
+        evaluation=evaluation,
+        training=find_training_run(model_dir or model_dir_of(evaluation)),
         data_card=find_data_card(data_card),
         rasa=find_rasa_results(rasa_results),
         dialogues=find_dialogue_results(dialogues),

@@ -111,15 +111,38 @@ def _training_log(directory: Path) -> Optional[Path]:
     return (preferred or logs or [None])[0]
 
 
+IN_PROGRESS_SUFFIX = ".partial"  # nebras_bot.training.registry.PARTIAL_SUFFIX: a run still writing
+
+
+def default_training_dir() -> Optional[Path]:
+    """The promoted model (``models/nlg/current``), else the newest finished version with a log."""
+    current = paths.current_nlg_model()
+    if current.exists() and (current.resolve() / TRAINING_METADATA).is_file():
+        return current.resolve()
+    registry = paths.nlg_models_dir()
+    if not registry.is_dir():
+        return None
+    versions = [d for d in registry.iterdir()
+                if d.is_dir() and not d.is_symlink() and not d.name.endswith(IN_PROGRESS_SUFFIX)]
+    with_log = [d for d in versions if _training_log(d) is not None]
+    return _newest(with_log or [d for d in versions if (d / TRAINING_METADATA).is_file()])
+
+
+def model_dir_of(evaluation: Optional["Evaluation"]) -> Optional[Path]:
+    """The trained model directory an evaluation scored, when it is one (has nebras.json or a log)."""
+    model = (evaluation.metrics.get("model") if evaluation is not None else None) or ""
+    if not model:
+        return None
+    path = Path(model) if Path(model).is_absolute() else paths.home() / model
+    if path.is_dir() and ((path / TRAINING_METADATA).is_file() or _training_log(path.resolve()) is not None):
+        return path.resolve()
+    return None
+
+
 def find_training_run(directory: Optional[Path] = None) -> Optional[TrainingRun]:
-    """The given model directory, else the newest ``models/nlg/<version>/`` with a training log."""
+    """The given model directory, else :func:`default_training_dir` (None when there is none)."""
     if directory is None:
-        registry = paths.nlg_models_dir()
-        if not registry.is_dir():
-            return None
-        versions = [d for d in registry.iterdir() if d.is_dir() and not d.is_symlink()]
-        with_log = [d for d in versions if _training_log(d) is not None]
-        directory = _newest(with_log or [d for d in versions if (d / TRAINING_METADATA).is_file()])
+        directory = default_training_dir()
         if directory is None:
             return None
     directory = Path(directory).resolve()

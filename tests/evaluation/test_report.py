@@ -91,3 +91,43 @@ def test_cli_writes_report_and_slides(home, capsys):
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "slides.html").is_file()
     assert "evaluation   found" in capsys.readouterr().out
+
+
+def _version(home: Path, name: str, mtime_offset: float) -> Path:
+    import json
+    import os
+    import time
+
+    run = home / "models" / "nlg" / name
+    run.mkdir(parents=True)
+    (run / "nebras.json").write_text(json.dumps({"version": name}))
+    (run / "training_log.jsonl").write_text(json.dumps({"step": 1, "loss": 3.0}) + "\n")
+    stamp = time.time() + mtime_offset
+    for path in (run, run / "training_log.jsonl"):
+        os.utime(path, (stamp, stamp))
+    return run
+
+
+def test_training_run_is_the_evaluated_model_else_current_else_newest_finished(home):
+    import json
+    import os
+
+    # A newer finished version and a newer run still in progress exist.
+    _version(home, "v-newer", 10)
+    _version(home, "v-running.partial", 20)
+    # The evaluation scored models/nlg/current -> v-test-1 (relative path, resolved under NEBRAS_HOME).
+    os.symlink("v-test-1", home / "models" / "nlg" / "current")
+    assert gather().training.metadata["version"] == "v-test-1"
+    # The evaluated model wins even over `current`.
+    metrics_path = home / "results" / "evaluation" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["model"] = str(home / "models" / "nlg" / "v-newer")
+    metrics_path.write_text(json.dumps(metrics))
+    assert gather().training.metadata["version"] == "v-newer"
+    # An evaluation of something that is not a trained directory: `current`.
+    metrics["model"] = "gpt2-scratch:tiny"
+    metrics_path.write_text(json.dumps(metrics))
+    assert gather().training.metadata["version"] == "v-test-1"
+    # Without `current`: the newest finished version, never the partial one.
+    os.unlink(home / "models" / "nlg" / "current")
+    assert gather().training.metadata["version"] == "v-newer"
