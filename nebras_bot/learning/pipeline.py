@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 RUN_WATERMARK = "learn.harvest_id"
 RUNS_FILE = "learning_runs.jsonl"
 CANDIDATE_PREFIX = ".candidate-"
-PROMOTED, REFUSED, NOTHING_NEW, NO_MODEL = "promoted", "refused", "nothing_new", "no_current_model"
+PROMOTED, REFUSED, NOTHING_NEW, NO_MODEL, FAILED = "promoted", "refused", "nothing_new", "no_current_model", "failed"
 KEPT_METRICS = ("n", "bleu", "rougeL", "chrf", "perplexity", "bits_per_byte", "fallback_rate", "entity_recall")
 
 
@@ -171,40 +171,59 @@ def learn(
     evaluator: backends.Evaluator = backends.evaluate_model,
     registry: Optional[backends.Registry] = None,
 ) -> RunRecord:
-    """One run of the continuous-learning loop; returns (and records) what it did and why."""
+    """One run of the continuous-learning loop; returns (and records) what it did and why.
+
+    A run that fails with an exception is recorded as ``failed`` (with the error) and re-raised; the
+    registry, the ``current`` link and the run watermark stay as they were, so the next run picks
+    the same material up again.
+    """
     settings = settings or LearningSettings()
     registry = registry or backends.TrainingRegistry()
     with RunLock(settings.lock_path()):
         started = time.perf_counter()
         record = RunRecord(run_id=datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
                            started_at=_now())
-        _clean_stale_candidates()
-        store = HarvestStore(engine)
-        report = harvest(store, settings, tracker_url=tracker_url, broker=broker)
-        after = 0 if from_start else int(store.watermark(RUN_WATERMARK, "0"))
-        upto = store.max_id()
-        current = registry.current()
-        record.previous_version = _version_of(current) if current else None
-        base = base_dataset(settings, current)
-        curated = curate(store, after, settings, base=base)
-        record.exports = write_exports(curated, record.run_id, settings)
-        record.inputs = {"harvest": report.as_dict(), "harvest_after_id": after, "harvest_upto_id": upto,
-                         "base_dataset": base.name, "dataset_version": curated.version,
-                         "current_model": record.previous_version, "recipe": settings.recipe,
-                         "max_minutes": settings.max_minutes, "score_metric": settings.score_metric,
-                         "validation_tolerance": settings.validation_tolerance,
-                         "learning": curated.card.get("learning", {})}
-        if curated.directory is None:
-            record.decision, record.reasons = NOTHING_NEW, ["no new examples after curation"]
-        elif current is None:
-            record.decision, record.reasons = NO_MODEL, ["no current model to fine-tune: run `nebras train` first"]
-        else:
-            _train_evaluate_decide(record, curated, current, settings, trainer, evaluator, registry)
-        record.finished_at, record.duration_s = _now(), round(time.perf_counter() - started, 1)
-        append_record(record)
-        store.save_watermark(RUN_WATERMARK, str(upto))
-        logger.info("learning run %s: %s %s", record.run_id, record.decision, "; ".join(record.reasons))
-        return record
+        try:
+            return _run(record, started, settings, engine, tracker_url, broker, from_start, trainer, evaluator,
+                        registry)
+        except Exception as error:
+            record.decision, record.reasons = FAILED, [f"{type(error).__name__}: {error}"]
+            record.finished_at, record.duration_s = _now(), round(time.perf_counter() - started, 1)
+            append_record(record)
+            logger.error("learning run %s failed (registry and current model unchanged): %s", record.run_id, error)
+            raise
+
+
+def _run(record: RunRecord, started: float, settings: LearningSettings, engine: Optional[Engine],
+         tracker_url: Optional[str], broker: Optional[bool], from_start: bool, trainer: backends.Trainer,
+         evaluator: backends.Evaluator, registry: backends.Registry) -> RunRecord:
+    _clean_stale_candidates()
+    store = HarvestStore(engine)
+    report = harvest(store, settings, tracker_url=tracker_url, broker=broker)
+    after = 0 if from_start else int(store.watermark(RUN_WATERMARK, "0"))
+    upto = store.max_id()
+    current = registry.current()
+    record.previous_version = _version_of(current) if current else None
+    base = base_dataset(settings, current)
+    curated = curate(store, after, settings, base=base)
+    record.exports = write_exports(curated, record.run_id, settings)
+    record.inputs = {"harvest": report.as_dict(), "harvest_after_id": after, "harvest_upto_id": upto,
+                     "base_dataset": base.name, "dataset_version": curated.version,
+                     "current_model": record.previous_version, "recipe": settings.recipe,
+                     "max_minutes": settings.max_minutes, "score_metric": settings.score_metric,
+                     "validation_tolerance": settings.validation_tolerance,
+                     "learning": curated.card.get("learning", {})}
+    if curated.directory is None:
+        record.decision, record.reasons = NOTHING_NEW, ["no new examples after curation"]
+    elif current is None:
+        record.decision, record.reasons = NO_MODEL, ["no current model to fine-tune: run `nebras train` first"]
+    else:
+        _train_evaluate_decide(record, curated, current, settings, trainer, evaluator, registry)
+    record.finished_at, record.duration_s = _now(), round(time.perf_counter() - started, 1)
+    append_record(record)
+    store.save_watermark(RUN_WATERMARK, str(upto))
+    logger.info("learning run %s: %s %s", record.run_id, record.decision, "; ".join(record.reasons))
+    return record
 
 
 def _train_evaluate_decide(record: RunRecord, curated: CuratedDataset, current: Path, settings: LearningSettings,
@@ -234,7 +253,11 @@ def _train_evaluate_decide(record: RunRecord, curated: CuratedDataset, current: 
             target = root / version
         _stamp(candidate, record, curated, version)
         os.replace(candidate, target)  # same file system: an atomic rename into the registry
-        registry.promote(version)
+        try:
+            registry.promote(version)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # never leave an unpromoted version behind
+            raise
         record.decision, record.promoted_version = PROMOTED, version
     finally:
         shutil.rmtree(work, ignore_errors=True)

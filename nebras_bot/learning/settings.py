@@ -31,8 +31,14 @@ class LearningSettings(BaseSettings):
     new_example_repeats: int = 3  # new examples are repeated this often in the fine-tuning set
     min_new_examples: int = 1  # fewer new examples than this: nothing to learn, no training
     # --- train ----------------------------------------------------------------------------------
-    recipe: str = "learn"  # a training recipe name or YAML path (nebras train --recipe)
+    # None: the current model's own recipe (its recipe.json), with the fine-tuning overrides below.
+    recipe: Optional[str] = None
     max_minutes: float = 20.0  # training budget for one run
+    finetune_lr: float = 3e-4
+    finetune_max_steps: int = 300
+    finetune_warmup_steps: int = 10
+    finetune_eval_every: int = 50
+    finetune_patience: int = 3
     # --- evaluate & decide ------------------------------------------------------------------------
     score_metric: str = "bits_per_byte"
     # The candidate's validation score may be worse than the current model's by at most this
@@ -41,6 +47,7 @@ class LearningSettings(BaseSettings):
     min_new_gain: float = 0.0
     eval_limit: Optional[int] = 200  # validation rows scored per model (None: all)
     generate_in_eval: bool = False  # False: score references only (no sampling; fast and stable)
+    domain: Optional[str] = None  # Rasa domain for templates (default: the project's domain.yml)
     # --- files ----------------------------------------------------------------------------------
     state_dir: Optional[str] = None  # default var/learning
 
