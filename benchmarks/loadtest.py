@@ -49,7 +49,7 @@ TICKET_ID = re.compile(r"\bTCK-[A-Z0-9]{6,}\b")
 DEFAULT_DURATION_S = 60.0
 DEFAULT_CONCURRENCY = 200
 DEFAULT_HTTP_TIMEOUT_S = 120.0
-START_TIMEOUT_S = 300.0
+START_TIMEOUT_S = 900.0  # loading the Rasa model takes minutes on a busy 2-core machine
 TRAIN_TIMEOUT_S = 1200.0
 
 
