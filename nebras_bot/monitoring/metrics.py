@@ -36,3 +36,26 @@ MODEL_INFO = Info("nebras_model", "The response model in use")
 def fallback_reason_label(reason: str) -> str:
     """Guard reasons look like ``unknown_number: 4821``; the label keeps only the rule name."""
     return reason.split(":", 1)[0].strip().lower().replace(" ", "_")[:40] or "unknown"
+
+
+METRICS_PATH = "/metrics"
+
+
+def exposition() -> "tuple[bytes, str]":
+    """The Prometheus text exposition of every metric of this process, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def add_metrics_route(app, path: str = METRICS_PATH) -> None:
+    """Serve ``GET /metrics`` on a FastAPI/Starlette app that does not have it yet (NLG server)."""
+    if any(getattr(route, "path", None) == path for route in app.router.routes):
+        return
+    from starlette.responses import Response
+
+    async def prometheus_metrics(_request) -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
+    app.add_route(path, prometheus_metrics, methods=["GET"], include_in_schema=False)

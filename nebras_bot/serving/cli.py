@@ -60,6 +60,7 @@ def _nlg_server(args: argparse.Namespace) -> int:
     import uvicorn
 
     from nebras_bot.monitoring.logging import configure_logging
+    from nebras_bot.monitoring.metrics import add_metrics_route
     from nebras_bot.monitoring.sentry import init_sentry
     from nebras_bot.serving.nlg_server import create_nlg_app
     from nebras_bot.serving.settings import NLGServerSettings
@@ -67,6 +68,8 @@ def _nlg_server(args: argparse.Namespace) -> int:
     settings = NLGServerSettings(**_overrides(args, ("host", "port", "domain", "model_source")))
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     init_sentry("nlg-server")
-    uvicorn.run(create_nlg_app(settings), host=settings.host, port=settings.port, log_config=None,
+    app = create_nlg_app(settings)
+    add_metrics_route(app)  # Prometheus scrapes the generator's own metrics (deploy/prometheus.yml)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                 timeout_graceful_shutdown=30, ws=NO_WEBSOCKETS)
     return 0
