@@ -13,6 +13,9 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 HEADLINE = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "entity_recall")
+# Per-reply fallback log lines of the generator would bury the progress bar; metrics.json counts them.
+QUIET_LOGGERS = ("nebras_bot.generation.generator",)
+TIMEOUT_REASON = "timeout"
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -68,6 +71,8 @@ def handle_evaluate(args: argparse.Namespace) -> int:
     from nebras_bot.evaluation.evaluate import EvaluationInputError, run_evaluation
     from nebras_bot.evaluation.serving_path import ModelUnavailableError
 
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         metrics = run_evaluation(model=args.model, data=args.data, train=args.train, out=args.out, nlu=args.nlu,
                                  limit=args.limit, domain=args.domain, show_progress=not args.no_progress,
@@ -83,6 +88,12 @@ def handle_evaluate(args: argparse.Namespace) -> int:
     for key in ("perplexity", "bits_per_byte", "fallback_rate", "latency_ms_p50", "latency_ms_p95"):
         value = metrics.get(key)
         print(f"{key:<14}{value:>10.3f}" if isinstance(value, (int, float)) else f"{key:<14}{'-':>10}")
+    print(f"fallback reasons: {json.dumps(metrics.get('fallback_reasons') or {})}")
+    timeouts = (metrics.get("fallback_reasons") or {}).get(TIMEOUT_REASON, 0)
+    if timeouts:
+        print(f"note: {timeouts} of {metrics['n']} replies hit the per-reply time limit and were scored as the "
+              "templated fallback (as serving would send); to measure reply quality regardless of machine "
+              "load, rerun with a larger --timeout (e.g. --timeout 60)", file=sys.stderr)
     print(f"wrote {args.out / 'predictions.jsonl'} and {args.out / 'metrics.json'} ({metrics['n']} rows)")
     return 0
 
