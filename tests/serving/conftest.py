@@ -195,3 +195,45 @@ def rasa_server(serving_bot_model: Path, fake_apis, tmp_path_factory) -> Iterato
             yield server
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def serving_agent(fastapi_server: RunningServer):
+    """The loaded fixture-bot agent, shared by the apps the API tests build."""
+    return fastapi_server.client.app.state.agent_holder.agent
+
+
+@pytest.fixture
+def support_stores(tmp_path):
+    """Ticket and feedback stores on a fresh SQLite database (never the project's var/)."""
+    from nebras_bot.support import db
+    from nebras_bot.support.feedback import FeedbackStore
+    from nebras_bot.support.settings import SupportSettings
+    from nebras_bot.support.tickets import TicketStore
+
+    settings = SupportSettings(db_url=f"sqlite:///{tmp_path / 'support.db'}")
+    engine = db.connect(settings=settings)
+    return TicketStore(engine, settings), FeedbackStore(engine, settings)
+
+
+@pytest.fixture
+def make_client(serving_agent, support_stores):
+    """``make_client(agent=..., **settings)``: a TestClient of a fresh app (lifespan run)."""
+    from contextlib import ExitStack
+
+    from fastapi.testclient import TestClient
+
+    from nebras_bot.serving.app import create_app
+    from nebras_bot.serving.settings import ServingSettings
+
+    stack = ExitStack()
+
+    def build(agent=serving_agent, **overrides):
+        overrides.setdefault("endpoints", None)
+        overrides.setdefault("rate_limit_per_minute", 0)
+        app = create_app(ServingSettings(**overrides), agent=agent)
+        app.state.ticket_store, app.state.feedback_store = support_stores
+        return stack.enter_context(TestClient(app))
+
+    with stack:
+        yield build

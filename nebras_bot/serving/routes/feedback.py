@@ -56,6 +56,8 @@ async def feedback(request: Request, body: FeedbackRequest) -> FeedbackResponse:
         if found is None:
             raise HTTPException(status_code=404, detail="this conversation has no bot reply to rate")
         reply = {k: (reply[k] if reply[k] is not None else v) for k, v in found.items()}
+    if reply["model_version"] is None:  # a templated reply: the version /v1/chat reported for it
+        reply["model_version"] = request.app.state.model_version
     store = feedback_store(request)
     record = await run_in_threadpool(
         store.add, sender_id=body.sender_id, rating=body.rating, reply_text=reply["text"],
