@@ -263,6 +263,8 @@ def tickets_in_db(db_url: str, ids: List[str]) -> int:
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("tickets"):
+                return 0  # no action ever ran: nothing was stored
             stored = {row[0] for row in connection.execute(sa.text("SELECT id FROM tickets"))}
     finally:
         engine.dispose()

@@ -26,6 +26,9 @@ def conversation_id(sender_id: str) -> str:
     return hashlib.sha256(sender_id.encode("utf-8")).hexdigest()[:16]
 
 
+UNSCRUBBABLE = "[REDACTED: could not be scrubbed]"
+
+
 def _scrub_text(text: str) -> str:
     try:
         from nebras_bot.data.pii import scrub  # lazy: spaCy loads on first use
@@ -38,7 +41,8 @@ def _scrub_text(text: str) -> str:
 
 def scrub_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _scrub_text(value)
+        # str(): a str subclass (numpy.str_ from Rasa's intent rankings) is refused by spaCy's tokenizer
+        return _scrub_text(str(value))
     if isinstance(value, dict):
         return {k: scrub_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -51,7 +55,10 @@ def scrub_processor(_logger: Any, _method: str, event_dict: Dict[str, Any]) -> D
     for key, value in list(event_dict.items()):
         if key in ("timestamp", "level", "logger", "request_id", "conversation_id"):
             continue
-        event_dict[key] = scrub_value(value)
+        try:
+            event_dict[key] = scrub_value(value)
+        except Exception:  # noqa: BLE001 - logging must never fail a request; fail closed
+            event_dict[key] = UNSCRUBBABLE
     return event_dict
 
 
@@ -73,7 +80,9 @@ def configure_logging(level: int = logging.INFO, json_logs: bool = True, stream:
     renderer = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
     shared = _shared_processors()
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter_by_level first: events below the level (Rasa's many debug events) are dropped
+        # before they are scrubbed, which costs a spaCy pass per string
+        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
