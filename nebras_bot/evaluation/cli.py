@@ -64,6 +64,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     report.add_argument("--data-card", type=Path, help="data_card.json (default: newest models/datasets/*/)")
     report.add_argument("--rasa-results", type=Path, help="rasa test output directory (default: results/)")
     report.add_argument("--dialogues", type=Path, help="evaluate-dialogues JSON (default: results/dialogues.json)")
+    report.add_argument("--screenshot", type=Path, help="also save a PNG screenshot of the report (headless Chromium, < 200 KB)")
     report.set_defaults(func=handle_report)
 
 
@@ -143,6 +144,16 @@ def handle_report(args: argparse.Namespace) -> int:
     }
     for name, present in found.items():
         print(f"  {name:<12} {'found' if present else 'missing (section says so)'}")
-    for path in write_report(args.out, inputs, slides=args.slides):
+    written = write_report(args.out, inputs, slides=args.slides)
+    for path in written:
         print(f"wrote {path}")
+    if args.screenshot:
+        from nebras_bot.evaluation.screenshot import BrowserUnavailableError, screenshot
+
+        try:
+            png = screenshot(written[0], args.screenshot)
+        except BrowserUnavailableError as error:
+            print(f"nebras report: no screenshot: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {png} ({png.stat().st_size // 1024} KB)")
     return 0

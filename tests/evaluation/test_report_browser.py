@@ -11,33 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from nebras_bot.evaluation import screenshot as shot
 from nebras_bot.evaluation.report import SECTIONS, gather, write_report
 
 from .report_fixtures import build_home
 
-CHROMIUM = os.environ.get("NEBRAS_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("NEBRAS_CHROMEDRIVER", "/usr/bin/chromedriver")
-
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason=f"headless Chromium not installed ({CHROMIUM}, {CHROMEDRIVER}); run scripts/install_browser.sh as root",
+        not shot.browser_available(),
+        reason=f"headless Chromium not installed ({shot.CHROMIUM}, {shot.CHROMEDRIVER}); "
+        "run scripts/install_browser.sh as root",
     ),
 ]
 
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
+    driver = shot.start_browser(1280, 1600)
     yield driver
     driver.quit()
 
@@ -95,3 +86,24 @@ def test_slides_render_and_navigate_with_the_keyboard(browser, pages, tmp_path):
     WebDriverWait(browser, 5).until(lambda d: counter.text == f"2 / {len(deck)}")
     assert "BLEU" in browser.find_element(By.ID, "slide-headline").text
     assert browser.save_screenshot(str(tmp_path / "slides.png"))
+
+
+def test_screenshot_command_writes_a_small_png(pages, tmp_path):
+    from PIL import Image
+
+    report, _ = pages
+    out = tmp_path / "img" / "report.png"
+    assert shot.main([str(report), str(out), "--max-kb", "150"]) == 0
+    assert 10_000 < out.stat().st_size <= 150 * 1024
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width >= 0.3 * shot.DEFAULT_WIDTH
+    assert shot.main([str(tmp_path / "nope.html"), str(out)]) == 2
+
+
+def test_report_cli_takes_the_screenshot(pages, tmp_path, capsys):
+    from nebras_bot.cli import main
+
+    out = tmp_path / "shot.png"
+    assert main(["report", "--out", str(tmp_path / "r2"), "--screenshot", str(out)]) == 0
+    assert 0 < out.stat().st_size <= shot.DEFAULT_MAX_KB * 1024
+    assert f"wrote {out}" in capsys.readouterr().out
