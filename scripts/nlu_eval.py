@@ -82,7 +82,9 @@ def train_nlu_model(config_path: Path, out_dir: Path, bitext_dir: Optional[Path]
 
 async def _parse_all(model_path: Path, texts: Sequence[str]) -> List[Tuple[str, float]]:
     from rasa.core.agent import Agent
+    from rasa.utils.log_utils import configure_structlog
 
+    configure_structlog(logging.WARNING)  # no debug line per parsed message
     agent = Agent.load(str(model_path))
     predictions = []
     for text in texts:

@@ -3,6 +3,7 @@
 - ``repo_root``: the project root (where ``domain.yml`` and ``config.yml`` live).
 - ``bitext_dir``: the Bitext CSV directory from ``NEBRAS_BITEXT_DIR``; the test is skipped, with
   the reason, when it is unset or missing.
+- ``rasa_cmd``: the ``rasa`` command of this interpreter (argv prefix).
 - ``rasa_env``: environment for ``rasa`` subprocesses (one BLAS/TF thread, quiet TensorFlow).
 - ``trained_rasa_model``: the shipped assistant (``config.yml``, ``domain.yml``, ``data/``) trained
   ONCE per test session with ``rasa train`` into a temporary directory, with Bitext when
@@ -44,6 +45,12 @@ def subprocess_env(**extra: str) -> Dict[str, str]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def rasa_cmd() -> List[str]:
+    """The ``rasa`` command as an argv prefix, e.g. ``rasa_cmd + ["data", "validate"]``."""
+    return rasa_executable()
 
 
 @pytest.fixture(scope="session")
