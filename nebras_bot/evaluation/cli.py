@@ -112,6 +112,7 @@ def handle_evaluate_dialogues(args: argparse.Namespace) -> int:
     if args.wait and not dl.wait_for(args.url, args.wait):
         print(f"nebras evaluate-dialogues: no assistant answered at {args.url} within {args.wait:.0f} s", file=sys.stderr)
         return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the progress bar
     send, close = dl.rest_sender(args.url, args.timeout or settings.dialogue_timeout_s)
     from tqdm import tqdm
 

@@ -17,7 +17,8 @@ The conversation file format (YAML) is documented in ``docs/evaluation.md``::
               must_recall: [order_id]          # context retention: repeat a fact from an earlier turn
               must_not_match: ["(?i)which order"]
 
-Check types: ``non_empty`` (on by default), ``must_match``, ``must_not_match`` (regexes, searched
+Check types: ``non_empty`` (on by default), ``silent`` (the bot must not answer, e.g. after a hand-off
+paused the conversation for a human; such turns do not count as empty replies), ``must_match``, ``must_not_match`` (regexes, searched
 case-insensitively unless ``case_sensitive: true``), ``context_retention`` (``must_recall``: facts
 named by an earlier ``remember`` or ``capture``) and ``capture`` (a regex whose first group, or
 whole match, becomes a fact, e.g. a ticket id the bot issued; ``{name}`` in later user text is
@@ -37,9 +38,9 @@ import yaml
 from nebras_bot.evaluation.textmetrics import percentile
 
 REST_PATH = "/webhooks/rest/webhook"
-CHECK_TYPES: tuple[str, ...] = ("non_empty", "must_match", "must_not_match", "context_retention", "capture")
+CHECK_TYPES: tuple[str, ...] = ("non_empty", "silent", "must_match", "must_not_match", "context_retention", "capture")
 _TURN_KEYS = {"user", "remember", "capture", "expect"}
-_EXPECT_KEYS = {"non_empty", "must_match", "must_not_match", "must_recall", "case_sensitive"}
+_EXPECT_KEYS = {"non_empty", "silent", "must_match", "must_not_match", "must_recall", "case_sensitive"}
 _FACT_REF = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 
@@ -50,6 +51,7 @@ class ConversationFileError(ValueError):
 @dataclass
 class Expectation:
     non_empty: bool = True
+    silent: bool = False
     must_match: List[str] = field(default_factory=list)
     must_not_match: List[str] = field(default_factory=list)
     must_recall: List[str] = field(default_factory=list)
@@ -103,8 +105,12 @@ def _parse_turn(raw: Any, where: str, known_facts: set) -> ScriptTurn:
     unknown = set(expect_raw) - _EXPECT_KEYS
     if unknown:
         raise ConversationFileError(f"{where}.expect: unknown key(s) {sorted(unknown)}; allowed {sorted(_EXPECT_KEYS)}")
+    silent = bool(expect_raw.get("silent", False))
+    if silent and any(expect_raw.get(k) for k in ("must_match", "must_recall")):
+        raise ConversationFileError(f"{where}.expect: 'silent' cannot be combined with must_match/must_recall")
     expect = Expectation(
-        non_empty=bool(expect_raw.get("non_empty", True)),
+        non_empty=bool(expect_raw.get("non_empty", not silent)) and not silent,
+        silent=silent,
         must_match=_string_list(expect_raw.get("must_match"), f"{where}.expect.must_match"),
         must_not_match=_string_list(expect_raw.get("must_not_match"), f"{where}.expect.must_not_match"),
         must_recall=_string_list(expect_raw.get("must_recall"), f"{where}.expect.must_recall"),
@@ -200,6 +206,8 @@ def check_turn(reply: str, turn: ScriptTurn, facts: Dict[str, str]) -> List[Dict
     expect, flags, checks = turn.expect, _flags(turn.expect), []
     if expect.non_empty:
         checks.append({"type": "non_empty", "passed": bool(reply.strip()), "detail": ""})
+    if expect.silent:
+        checks.append({"type": "silent", "passed": not reply.strip(), "detail": ""})
     for pattern in expect.must_match:
         checks.append({"type": "must_match", "passed": bool(re.search(pattern, reply, flags)), "detail": pattern})
     for pattern in expect.must_not_match:
@@ -244,7 +252,7 @@ def play(
             latency_ms = (time.perf_counter() - started) * 1000.0
             latencies.append(latency_ms)
             reply = "\n".join(texts)
-            empty_replies += not reply.strip()
+            empty_replies += not reply.strip() and not turn.expect.silent  # expected silence is not a failure
             checks = check_turn(reply, turn, facts)
             turns_out.append({
                 "turn": number, "user": message, "bot": texts, "latency_ms": round(latency_ms, 2),

@@ -153,6 +153,8 @@ def test_unreachable_assistant_is_recorded_per_turn(tmp_path):
         ("conversations:\n  - name: x\n    turns: [{user: hi, expect: {must_match: ['(']}}]", "invalid regex"),
         ("conversations:\n  - name: x\n    turns: [{user: hi, expect: {must_recall: [email]}}]", "fact 'email'"),
         ("conversations:\n  - name: x\n    turns: [{user: hi, expect: {must_macth: a}}]", "unknown key"),
+        ("conversations:\n  - name: x\n    turns: [{user: hi, expect: {silent: true, must_match: a}}]",
+         "'silent' cannot be combined"),
     ],
 )
 def test_malformed_conversation_files_are_clear_errors(tmp_path, text, message):
@@ -168,3 +170,27 @@ def test_webhook_url_and_wait(fake_assistant):
     assert dl.webhook_url("http://h:5005/webhooks/rest/webhook") == "http://h:5005/webhooks/rest/webhook"
     assert dl.wait_for(url, 2)
     assert not dl.wait_for("http://127.0.0.1:9", 0.6)
+
+
+SILENT = """
+conversations:
+  - name: paused after a hand-off
+    turns:
+      - user: open a ticket
+        capture: {ticket_id: "(TCK-\\\\d{6})"}
+      - user: say nothing
+        expect: {silent: true}
+      - user: where is my order?
+        expect: {silent: true}
+"""
+
+
+def test_silent_expectation(tmp_path, fake_assistant):
+    _, url = fake_assistant
+    report = _play(tmp_path, url, SILENT)
+    # The expected silence passes and is not an empty-reply failure; a reply where silence was
+    # expected fails the silent check.
+    assert report["checks"]["silent"] == {"passed": 1, "total": 2, "pass_rate": 0.5}
+    assert report["checks"]["non_empty"] == {"passed": 1, "total": 1, "pass_rate": 1.0}
+    assert report["empty_replies"] == 0
+    assert [(f["turn"], f["check"]) for f in report["failures"]] == [(3, "silent")]
