@@ -124,7 +124,7 @@ class GPT2NaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
         if not self.wants_generation(utter_action, response, output_channel):
             return self._mark(response, None)
         try:
-            result = await self._generate_text(utter_action, tracker, response, kwargs)
+            result = await self._generate_text(utter_action, tracker, response, output_channel, kwargs)
         except Exception as error:  # noqa: BLE001 - the templated reply always goes out
             logger.exception("generation for %s failed; sending the templated reply", utter_action)
             metrics.ERRORS.labels(component="nlg").inc()
@@ -141,11 +141,16 @@ class GPT2NaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
         return self._mark(response, result)
 
     async def _generate_text(
-        self, utter_action: Text, tracker: DialogueStateTracker, response: Dict[Text, Any], kwargs: Dict[Text, Any]
+        self,
+        utter_action: Text,
+        tracker: DialogueStateTracker,
+        response: Dict[Text, Any],
+        output_channel: Text,
+        kwargs: Dict[Text, Any],
     ) -> GenerationResult:
         template = response["text"]
         prompt_template = template if self._mode_for(utter_action) != MODE_GENERATE else None
-        context = context_from_tracker(tracker, template=prompt_template)
+        context = context_from_tracker(tracker, template=prompt_template, channel=output_channel)
         values = {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float))}
         return await self.generator.areply(context, template, values, timeout=self.settings.timeout_s)
 

@@ -63,9 +63,9 @@ def latest_nlu(tracker: Any) -> tuple[Optional[str], dict[str, str]]:
 
 
 def context_from_tracker(
-    tracker: Any, template: Optional[str] = None, max_turns: Optional[int] = None
+    tracker: Any, template: Optional[str] = None, max_turns: Optional[int] = None, channel: Optional[str] = None
 ) -> PromptContext:
-    """The prompt context for the next bot reply in ``tracker``'s conversation."""
+    """The prompt context for the next bot reply in ``tracker``'s conversation (sent to ``channel``)."""
     intent, entities = latest_nlu(tracker)
     return PromptContext(
         history=history_from_events(tracker.events, max_turns),
@@ -73,4 +73,5 @@ def context_from_tracker(
         entities=entities,
         slots=slot_values(tracker.current_slot_values()),
         template=template,
+        channel=channel,
     )

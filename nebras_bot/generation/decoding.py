@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from nebras_bot.generation.prompt import ROLE_MARKERS, cut_at_end
 from nebras_bot.generation.settings import GenerationSettings
@@ -82,6 +88,14 @@ class GeneratedNoRepeatNGram(LogitsProcessor):
         return scores
 
 
+def generated_only_processors(settings: GenerationSettings, prompt_length: int) -> list:
+    """Repetition control that looks at the generated tokens only (the prompt may be copied freely)."""
+    processors: list = [GeneratedNoRepeatNGram(settings.no_repeat_ngram_size, prompt_length)]
+    if settings.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty, prompt_ignore_length=prompt_length))
+    return processors
+
+
 class Decoder:
     """Turns a prompt into a completion with one loaded model; calls are serialised by a lock."""
 
@@ -111,11 +125,13 @@ class Decoder:
             use_cache=True,
             do_sample=s.do_sample,
             num_beams=s.num_beams,
-            repetition_penalty=s.repetition_penalty,
+            # generate()'s own repetition_penalty also punishes prompt tokens (an order id to copy):
+            # switched off here and applied to the generated tokens only, below.
+            repetition_penalty=1.0,
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList([stop]),
-            logits_processor=LogitsProcessorList([GeneratedNoRepeatNGram(s.no_repeat_ngram_size, prompt_length)]),
+            logits_processor=LogitsProcessorList(generated_only_processors(s, prompt_length)),
         )
         if s.do_sample:
             kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)

@@ -57,6 +57,7 @@ class GenerationResult:
     model_version: Optional[str] = None
     prompt: Optional[str] = None
     raw: Optional[str] = None  # the model's reply before placeholder filling and the guard
+    channel: Optional[str] = None  # the output channel the reply goes to (from the context)
 
 
 def _load_exemplars(directory: Path) -> Any:
@@ -170,7 +171,9 @@ class ResponseGenerator:
         """The templated reply (never empty), with the reason logged and counted."""
         text = (template or "").strip() or LAST_RESORT_TEXT
         metrics.FALLBACKS.labels(reason=metrics.fallback_reason_label(reason)).inc()
-        logger.info("generated reply rejected, sending the templated reply: %s", reason)
+        logger.info(
+            "generated reply rejected, sending the templated reply: %s (channel %s)", reason, extra.get("channel")
+        )
         return GenerationResult(
             text=text, generated=False, reason=reason, latency_ms=(time.perf_counter() - started) * 1000,
             model_version=self.model_version, **extra,
@@ -185,8 +188,9 @@ class ResponseGenerator:
     ) -> GenerationResult:
         """Generate a reply for ``context``; ``template`` is the reply to send if that fails."""
         started = time.perf_counter()
+        channel = context.channel
         if not self.available:
-            return self.fallback(template, NO_MODEL, started)
+            return self.fallback(template, NO_MODEL, started, channel=channel)
         values = placeholders.merge_values(context.entities, context.slots, values or {})
         prompt = raw = None
         try:
@@ -196,13 +200,15 @@ class ResponseGenerator:
         except Exception as error:  # noqa: BLE001 - any model failure becomes the templated reply
             logger.exception("generation failed")
             metrics.ERRORS.labels(component="generation").inc()
-            return self.fallback(template, f"{ERROR}: {type(error).__name__}", started, prompt=prompt)
+            return self.fallback(template, f"{ERROR}: {type(error).__name__}", started, prompt=prompt, channel=channel)
         if completion.stopped_by == "time":
-            return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw)
+            return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw, channel=channel)
         filled = placeholders.fill(raw, values)
         if filled is None:
             missing = ", ".join(placeholders.missing(raw, values))
-            return self.fallback(template, f"{guard.MISSING_PLACEHOLDER}: {missing}", started, prompt=prompt, raw=raw)
+            return self.fallback(
+                template, f"{guard.MISSING_PLACEHOLDER}: {missing}", started, prompt=prompt, raw=raw, channel=channel
+            )
         reason = guard.check(
             filled,
             allowed_texts=self.allowed_texts(context, template, values),
@@ -211,13 +217,13 @@ class ResponseGenerator:
             max_repeated_ngram=self.settings.max_repeated_ngram,
         )
         if reason is not None:
-            return self.fallback(template, reason, started, prompt=prompt, raw=raw)
+            return self.fallback(template, reason, started, prompt=prompt, raw=raw, channel=channel)
         seconds = time.perf_counter() - started
         metrics.GENERATED_REPLIES.inc()
         metrics.GENERATION_LATENCY.observe(seconds)
         return GenerationResult(
             text=filled, generated=True, latency_ms=seconds * 1000, model_version=self.model_version,
-            prompt=prompt, raw=raw,
+            prompt=prompt, raw=raw, channel=channel,
         )
 
     async def areply(
@@ -230,18 +236,18 @@ class ResponseGenerator:
         """:meth:`reply` in a worker thread, so the event loop keeps serving; templated on timeout."""
         started = time.perf_counter()
         if not self.available:
-            return self.fallback(template, NO_MODEL, started)
+            return self.fallback(template, NO_MODEL, started, channel=context.channel)
         limit = timeout if timeout is not None else self.settings.timeout_s
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, lambda: self.reply(context, template, values, time_limit=limit))
         try:
             return await asyncio.wait_for(future, timeout=limit)
         except asyncio.TimeoutError:
-            return self.fallback(template, TIMEOUT, started)
+            return self.fallback(template, TIMEOUT, started, channel=context.channel)
         except Exception as error:  # noqa: BLE001
             logger.exception("generation failed in the worker")
             metrics.ERRORS.labels(component="generation").inc()
-            return self.fallback(template, f"{ERROR}: {type(error).__name__}", started)
+            return self.fallback(template, f"{ERROR}: {type(error).__name__}", started, channel=context.channel)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

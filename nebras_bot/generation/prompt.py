@@ -68,6 +68,9 @@ class PromptContext:
     slots: Mapping[str, str] = field(default_factory=dict)
     template: Optional[str] = None
     exemplars: Sequence[str] = ()
+    # The Rasa output channel the reply goes to (``rest``, ``slack``, ...). Not part of the prompt
+    # text (the training data has no channels); available to the generator for logging and rules.
+    channel: Optional[str] = None
 
 
 @dataclass
