@@ -44,6 +44,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _learn(args: argparse.Namespace) -> int:
+    from nebras_bot.learning.harvest import BrokerUnavailable
     from nebras_bot.learning.lock import LockHeld
     from nebras_bot.learning.pipeline import learn, run_history
     from nebras_bot.learning.settings import LearningSettings
@@ -62,7 +63,7 @@ def _learn(args: argparse.Namespace) -> int:
     except LockHeld as error:
         print(f"nebras learn: {error}", file=sys.stderr)
         return 3
-    except FileNotFoundError as error:
+    except (FileNotFoundError, BrokerUnavailable) as error:
         print(f"nebras learn: {error}", file=sys.stderr)
         return 2
     print(json.dumps({"run_id": record.run_id, "decision": record.decision, "reasons": record.reasons,

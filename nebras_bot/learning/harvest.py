@@ -131,11 +131,19 @@ def harvest_tracker(store: HarvestStore, url: str) -> int:
         engine.dispose()
 
 
+class BrokerUnavailable(RuntimeError):
+    """The event broker (RabbitMQ) does not answer; the message names it, without the password."""
+
+
 def harvest_broker(store: HarvestStore, settings: LearningSettings) -> int:
     """Drain Rasa's event queue on RabbitMQ into the harvest store (acknowledged after storing)."""
     import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    except pika.exceptions.AMQPError as error:
+        shown = sa.engine.make_url(settings.broker_url).render_as_string(hide_password=True)
+        raise BrokerUnavailable(f"cannot reach the event broker at {shown}: {error!r}") from error
     added = 0
     try:
         channel = connection.channel()
