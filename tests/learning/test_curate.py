@@ -62,6 +62,12 @@ def test_low_confidence_messages_and_review_file():
     assert review["version"] == "3.1"
     assert {i["intent"]: i["examples"] for i in review["nlu"]} == {"get_invoice": "- ok and the invoice?\n",
                                                                     "nlu_fallback": "- blorf zzt\n"}
+    # Rasa reads it as NLU training data (what `rasa interactive` / `rasa train` load after review)
+    from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader
+
+    data = RasaYAMLReader().reads(conv.nlu_review_yaml(found))
+    assert sorted((m.get("text"), m.get("intent")) for m in data.intent_examples) == [
+        ("blorf zzt", "nlu_fallback"), ("ok and the invoice?", "get_invoice")]
 
 
 def test_stories_export_is_rasa_story_yaml():

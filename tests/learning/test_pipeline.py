@@ -50,11 +50,14 @@ ANSWERS = ["Cancelling is free within 14 days of purchase.", "After 14 days a ca
 
 
 def resolved_tickets(count: int, tag: str = "t") -> None:
+    """Tickets resolved the way an agent does it: ``nebras tickets resolve TCK-... --reply "..."``."""
+    from nebras_bot.cli import main as nebras
+
     store = TicketStore()
     for n in range(count):
         ticket = store.create(description=QUESTIONS[n % len(QUESTIONS)], idempotency_key=f"{tag}-{n}",
                               intent="check_cancellation_fee", email=f"c{n}@example.com")
-        store.resolve(ticket.id, ANSWERS[n % len(ANSWERS)])
+        assert nebras(["tickets", "resolve", ticket.id, "--reply", ANSWERS[n % len(ANSWERS)]]) == 0
 
 
 class FakeTrainer:
