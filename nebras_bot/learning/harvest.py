@@ -21,6 +21,7 @@ from nebras_bot.data.records import AGENT, SOURCE_TICKETS, USER, Dialogue, Turn
 from nebras_bot.learning.settings import LearningSettings
 from nebras_bot.learning.store import SOURCE_EVENT, SOURCE_FEEDBACK, SOURCE_TICKET, HarvestStore, event_key, hash_text
 from nebras_bot.support.feedback import FeedbackStore
+from nebras_bot.support.scrub import scrub
 from nebras_bot.support.tickets import ORIGIN_HANDOFF, Ticket, TicketStore
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,23 @@ def tracker_url_from_endpoints(endpoints: Path) -> Optional[str]:
     return str(url.render_as_string(hide_password=False))
 
 
+def scrubbed_event(event: Dict[str, Any]) -> Dict[str, Any]:
+    """A Rasa event with its texts PII-scrubbed (the harvest store never holds raw PII); the key
+    is computed from the original event, so the tracker and broker copies still match."""
+    event = dict(event)
+    if isinstance(event.get("text"), str):
+        event["text"] = scrub(event["text"])
+    parse_data = event.get("parse_data")
+    if isinstance(parse_data, dict):
+        parse_data = dict(parse_data)
+        if isinstance(parse_data.get("text"), str):
+            parse_data["text"] = scrub(parse_data["text"])
+        parse_data["entities"] = [dict(e, value=scrub(e["value"])) if isinstance(e, dict) and isinstance(e.get("value"), str)
+                                  else e for e in parse_data.get("entities") or []]
+        event["parse_data"] = parse_data
+    return event
+
+
 def harvest_tracker(store: HarvestStore, url: str) -> int:
     """Copy new rows of Rasa's ``events`` table (id above the watermark) into the harvest store."""
     engine = sa.create_engine(url, future=True)
@@ -125,7 +143,7 @@ def harvest_tracker(store: HarvestStore, url: str) -> int:
                 if row.type_name not in KEPT_EVENTS:
                     continue
                 event = json.loads(row.data) if row.data else {"event": row.type_name, "timestamp": row.timestamp}
-                rows.append((event_key(row.sender_id, event), SOURCE_EVENT, row.sender_id, event))
+                rows.append((event_key(row.sender_id, event), SOURCE_EVENT, row.sender_id, scrubbed_event(event)))
             added += store.add_many(rows, watermark=(mark_name, str(batch[-1].id)))
     finally:
         engine.dispose()
@@ -164,7 +182,7 @@ def harvest_broker(store: HarvestStore, settings: LearningSettings) -> int:
                     continue
                 sender = str(event.get("sender_id") or "")
                 if sender and event.get("event") in KEPT_EVENTS:
-                    rows.append((event_key(sender, event), SOURCE_EVENT, sender, event))
+                    rows.append((event_key(sender, event), SOURCE_EVENT, sender, scrubbed_event(event)))
             if last_tag is None:
                 break
             added += store.add_many(rows)

@@ -114,3 +114,28 @@ async def test_shipped_endpoints_tracker_store_is_harvested_by_default(support, 
     report = harvest(store, LearningSettings())
     assert report.tracker_events == 1 and not report.notes
     assert [r["payload"]["text"] for r in store.rows(source=SOURCE_EVENT)] == ["where is my parcel"]
+
+
+async def test_harvested_events_are_pii_scrubbed_and_keep_their_key(support, tmp_path):
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from nebras_bot.learning.harvest import scrubbed_event
+
+    text = "mail me at lena.k@mail.de or call +49 30 1234567"
+    parse = {"name": "contact_customer_service", "confidence": 0.9}
+    entity = {"entity": "email", "value": "lena.k@mail.de", "start": 11, "end": 25}
+    rasa_store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(tmp_path / "rasa.db"))
+    await rasa_store.save(DialogueStateTracker.from_events("cust-pii", [
+        UserUttered(text, parse, entities=[entity], timestamp=5.0)]))
+    store = HarvestStore(support.engine)
+    assert harvest_tracker(store, f"sqlite:///{tmp_path / 'rasa.db'}") == 1
+    [row] = store.rows(source=SOURCE_EVENT)
+    dump = json.dumps(row["payload"])
+    assert "lena.k@mail.de" not in dump and "1234567" not in dump and "mail me at" in dump
+    # the broker's copy of the same (raw) event gets the same key: stored once
+    raw = {"event": "user", "text": text, "timestamp": 5.0, "parse_data": {"text": text, "entities": [entity]}}
+    assert event_key("cust-pii", raw) == row["key"]
+    assert store.add_many([(event_key("cust-pii", raw), SOURCE_EVENT, "cust-pii", scrubbed_event(raw))]) == 0
