@@ -1,7 +1,8 @@
 """Error tracking with the Sentry SDK, on only when ``SENTRY_DSN`` is set.
 
-Events are scrubbed before they leave: request bodies are dropped and messages/exception values
-pass through the PII scrubber (``send_default_pii=False`` as well).
+Events are scrubbed before they leave: request bodies, cookies and the Authorization header are
+dropped, stack frames carry no local variables (they hold request scopes, tokens and user text),
+and messages/exception values pass through the PII scrubber (``send_default_pii=False`` as well).
 """
 from __future__ import annotations
 
@@ -27,10 +28,23 @@ def _before_send(event: Dict[str, Any], _hint: Dict[str, Any]) -> Optional[Dict[
         if isinstance(headers, dict):
             headers.pop("Authorization", None)
             headers.pop("authorization", None)
+    _drop_frame_locals(event)
     for key in ("message", "logentry", "exception", "extra", "breadcrumbs"):
         if key in event:
             event[key] = scrub_value(event[key])
     return event
+
+
+def _drop_frame_locals(event: Dict[str, Any]) -> None:
+    """Remove ``vars`` (local variables) from every stack frame of exceptions and threads."""
+    for section in ("exception", "threads"):
+        block = event.get(section)
+        values = block.get("values") if isinstance(block, dict) else None
+        for value in values or []:
+            frames = ((value or {}).get("stacktrace") or {}).get("frames") or []
+            for frame in frames:
+                if isinstance(frame, dict):
+                    frame.pop("vars", None)
 
 
 def init_sentry(component: str, release: Optional[str] = None) -> bool:
@@ -46,6 +60,7 @@ def init_sentry(component: str, release: Optional[str] = None) -> bool:
         release=release,
         traces_sample_rate=float(os.environ.get(ENV_TRACES_RATE, "0") or 0),
         send_default_pii=False,
+        with_locals=False,
         before_send=_before_send,
     )
     sentry_sdk.set_tag("component", component)
