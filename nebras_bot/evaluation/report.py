@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from nebras_bot import paths
 from nebras_bot.evaluation import report_plots as plots
 from nebras_bot.evaluation.report_inputs import (
     LR_KEYS,
@@ -27,12 +28,14 @@ from nebras_bot.evaluation.report_inputs import (
     find_dialogue_results,
     find_evaluation,
     find_rasa_results,
+    find_all_evaluations,
     find_training_run,
     model_dir_of,
 )
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("summary", "Reply quality against baselines"),
+    ("runs", "All evaluation runs"),
     ("per-intent", "Per-intent BLEU and ROUGE-L"),
     ("latency", "Latency"),
     ("fallbacks", "Fallbacks"),
@@ -128,6 +131,30 @@ def section_summary(evaluation: Optional[Evaluation]) -> str:
     ])
     chart = image(plots.metrics_vs_baselines(m), "metrics vs baselines")
     return info + table(HEADLINE_HEADER, headline_rows(m)) + chart
+
+
+def section_runs(runs: List[Evaluation], home: Optional[Path] = None) -> str:
+    """One row per evaluation under results/ (e.g. the recipe comparison), with the TF-IDF baseline."""
+    if not runs:
+        return missing("evaluation runs under results/", "nebras evaluate --out results/<name>")
+    rows = []
+    for run in runs:
+        m, tfidf = run.metrics, (run.metrics.get("baselines") or {}).get("tfidf_retrieval", {})
+        name = run.directory.name if home is None else _relative_to(run.directory, home)
+        rows.append([name, m.get("model_version"), m.get("n"), m.get("intent_source", "csv"), m.get("bleu"),
+                     m.get("rougeL"), m.get("entity_recall"), m.get("perplexity"), m.get("bits_per_byte"),
+                     m.get("fallback_rate"), tfidf.get("bleu"), tfidf.get("rougeL"),
+                     relative(m.get("bleu"), tfidf.get("bleu")), relative(m.get("rougeL"), tfidf.get("rougeL"))])
+    header = ["run", "model version", "n", "NLU", "BLEU", "ROUGE-L", "entity recall", "perplexity", "bits/byte",
+              "fallback rate", "TF-IDF BLEU", "TF-IDF ROUGE-L", "BLEU vs TF-IDF", "ROUGE-L vs TF-IDF"]
+    return "<p>Every <code>metrics.json</code> under results/, oldest first.</p>" + table(header, rows)
+
+
+def _relative_to(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def section_per_intent(evaluation: Optional[Evaluation]) -> str:
@@ -293,6 +320,7 @@ class ReportInputs:
     data_card: Optional[Dict[str, Any]]
     rasa: Optional[RasaTestResults]
     dialogues: Optional[Dict[str, Any]]
+    runs: List[Evaluation] = field(default_factory=list)
 
 
 def gather(evaluation_dir: Optional[Path] = None, model_dir: Optional[Path] = None, data_card: Optional[Path] = None,
@@ -306,12 +334,14 @@ def gather(evaluation_dir: Optional[Path] = None, model_dir: Optional[Path] = No
         data_card=find_data_card(data_card),
         rasa=find_rasa_results(rasa_results),
         dialogues=find_dialogue_results(dialogues),
+        runs=find_all_evaluations(),
     )
 
 
 def render_report(inputs: ReportInputs) -> str:
     bodies = {
         "summary": section_summary(inputs.evaluation),
+        "runs": section_runs(inputs.runs, paths.home() / "results"),
         "per-intent": section_per_intent(inputs.evaluation),
         "latency": section_latency(inputs.evaluation, inputs.dialogues),
         "fallbacks": section_fallbacks(inputs.evaluation),

@@ -85,6 +85,18 @@ def find_evaluation(directory: Optional[Path] = None, results: Optional[Path] = 
     return Evaluation(Path(directory), metrics, predictions)
 
 
+def find_all_evaluations(results: Optional[Path] = None) -> List[Evaluation]:
+    """Every evaluation run (``metrics.json`` with baselines) under ``results/``, oldest first
+    (metrics only, for the comparison table)."""
+    root = results or paths.home() / "results"
+    runs = []
+    for path in sorted(root.rglob(METRICS_FILE)) if root.is_dir() else []:
+        metrics = _read_json(path)
+        if isinstance(metrics, dict) and "baselines" in metrics:
+            runs.append((path.stat().st_mtime, Evaluation(path.parent, metrics)))
+    return [run for _, run in sorted(runs, key=lambda item: item[0])]
+
+
 @dataclass
 class TrainingRun:
     directory: Path

@@ -131,3 +131,24 @@ def test_training_run_is_the_evaluated_model_else_current_else_newest_finished(h
     # Without `current`: the newest finished version, never the partial one.
     os.unlink(home / "models" / "nlg" / "current")
     assert gather().training.metadata["version"] == "v-newer"
+
+
+def test_all_evaluation_runs_are_compared(home):
+    import json
+    import os
+    import time
+
+    metrics = json.loads((home / "results" / "evaluation" / "metrics.json").read_text())
+    second = home / "results" / "recipes" / "smollm2"
+    second.mkdir(parents=True)
+    metrics.update(model_version="v-smollm2", bleu=41.5)
+    (second / "metrics.json").write_text(json.dumps(metrics))
+    later = time.time() + 5
+    os.utime(second / "metrics.json", (later, later))
+    (home / "results" / "not-an-evaluation").mkdir()
+    (home / "results" / "not-an-evaluation" / "metrics.json").write_text(json.dumps({"val_loss": 1.0}))
+    runs = _section(render_report(gather()), "runs")
+    rows = re.findall(r"<tr>(.*?)</tr>", runs)
+    assert len(rows) == 3  # header + two evaluations, the training metrics file is not one
+    assert "evaluation" in rows[1] and "v-test-1" in rows[1]
+    assert "recipes/smollm2" in rows[2] and "v-smollm2" in rows[2] and "41.50" in rows[2]
