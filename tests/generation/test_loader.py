@@ -118,15 +118,17 @@ def test_smollm2_tokenizer_rebuilt_from_gguf():
 
 
 @pytest.mark.slow
-def test_smollm2_converts_once_and_loads(tmp_path, monkeypatch):
+def test_smollm2_converts_once_and_loads(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("NEBRAS_HOME", str(tmp_path))
     loaded = load_causal_lm("smollm2")
+    assert "SmolLM2 GGUF -> save_pretrained (once)" in capfd.readouterr().err  # progress is shown
     cache = tmp_path / "models" / "base" / "smollm2-135m-instruct"
     assert (cache / "config.json").is_file()
     assert loaded.model.config.model_type == "llama"
     assert loaded.version == "smollm2-135m-instruct"
     stamp = (cache / "config.json").stat().st_mtime_ns
     assert loader.convert_smollm2() == cache and (cache / "config.json").stat().st_mtime_ns == stamp
+    assert "SmolLM2 GGUF" not in capfd.readouterr().err  # cached: no second conversion
     inputs = loaded.tokenizer(" Hello", return_tensors="pt")
     with torch.no_grad():
         assert loaded.model(**inputs).logits.shape[-1] == 49152
