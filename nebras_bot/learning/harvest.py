@@ -109,6 +109,8 @@ def scrubbed_event(event: Dict[str, Any]) -> Dict[str, Any]:
     event = dict(event)
     if isinstance(event.get("text"), str):
         event["text"] = scrub(event["text"])
+    if event.get("event") == "slot" and isinstance(event.get("value"), str):  # e.g. the email slot
+        event["value"] = scrub(event["value"])
     parse_data = event.get("parse_data")
     if isinstance(parse_data, dict):
         parse_data = dict(parse_data)
