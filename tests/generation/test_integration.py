@@ -6,6 +6,7 @@ template, so a generated reply is told apart from the templated one by its text 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -266,12 +267,14 @@ async def test_two_rest_conversations_are_answered_while_a_slow_generation_runs(
     release = threading.Event()
     generator = RecordingGenerator(tiny_loaded, make_generator(tiny_loaded).settings, delay=release)
     install(mini_agent, generator)
-    import asyncio
 
     async with rest_client(mini_agent) as client:
         slow = asyncio.create_task(send(client, sender(), "tell me a joke"))  # waits in the worker thread
-        while not generator.contexts:  # the slow generation has started
+        for _ in range(1200):  # the slow generation has started (at most a minute on a busy machine)
+            if generator.contexts or slow.done():
+                break
             await asyncio.sleep(0.05)
+        assert generator.contexts and not slow.done()
         fast = await asyncio.wait_for(send(client, sender(), "bye"), timeout=30)  # templated turn
         fast_done = time.perf_counter()
         assert not slow.done() and generator.finished_at is None  # still generating
