@@ -48,7 +48,15 @@ ENV PATH=/app/.venv/bin:$PATH \
 RUN useradd --create-home --home-dir /home/nebras --uid ${NEBRAS_UID} --shell /usr/sbin/nologin nebras
 WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
-COPY --chown=nebras:nebras . /app
+# The application: code, Rasa project files, deployment files. Never `COPY .`: models/ enters the
+# image only through MODEL_DIR below.
+COPY --chown=nebras:nebras nebras_bot /app/nebras_bot
+COPY --chown=nebras:nebras actions /app/actions
+COPY --chown=nebras:nebras components /app/components
+COPY --chown=nebras:nebras data /app/data
+COPY --chown=nebras:nebras deploy /app/deploy
+COPY --chown=nebras:nebras scripts /app/scripts
+COPY --chown=nebras:nebras config.yml domain.yml endpoints.yml credentials.yml pyproject.toml requirements.lock README.md /app/
 # Trained models: an empty placeholder by default (mount /app/models), or baked with MODEL_DIR=models.
 COPY --chown=nebras:nebras ${MODEL_DIR} /app/models/
 RUN mkdir -p /app/var && chown nebras:nebras /app/var /app/models

@@ -133,6 +133,23 @@ def test_runs_as_a_non_root_user_with_a_healthcheck(dockerfile: Path):
     assert re.search(r"--interval=\d+s", healthchecks[0]) and re.search(r"--start-period=\d+s", healthchecks[0])
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_runtime_copies_named_paths_only_so_models_are_not_baked_by_accident(dockerfile: Path):
+    for keyword, rest in stages(dockerfile)["runtime"]:
+        if keyword == "COPY" and "--from=" not in rest:
+            sources = [s for s in exec_form(rest)[:-1] if not s.startswith("--")]
+            assert "." not in sources and not any(s.startswith("models") for s in sources), rest
+
+
+def test_image_has_what_the_commands_read():
+    """The files `nebras serve`, `rasa run` and the NLG server open inside the image are copied."""
+    copied = set()
+    for keyword, rest in stages(ROOT / "Dockerfile")["runtime"]:
+        if keyword == "COPY" and "--from=" not in rest:
+            copied |= {s for s in exec_form(rest)[:-1] if not s.startswith("--")}
+    assert {"nebras_bot", "actions", "domain.yml", "endpoints.yml", "credentials.yml", "deploy", "config.yml"} <= copied
+
+
 def test_model_directory_is_a_build_argument_with_a_placeholder_default():
     dockerfile = ROOT / "Dockerfile"
     args = build_args(dockerfile)
