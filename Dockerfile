@@ -59,7 +59,7 @@ COPY --chown=nebras:nebras scripts /app/scripts
 COPY --chown=nebras:nebras config.yml domain.yml endpoints.yml credentials.yml pyproject.toml requirements.lock README.md /app/
 # Trained models: an empty placeholder by default (mount /app/models), or baked with MODEL_DIR=models.
 COPY --chown=nebras:nebras ${MODEL_DIR} /app/models/
-RUN mkdir -p /app/var && chown nebras:nebras /app/var /app/models
+RUN mkdir -p /app/var && chown nebras:nebras /app /app/var /app/models
 USER nebras
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
