@@ -176,6 +176,22 @@ def wait_until(url: str, server: Server, timeout: float, check=lambda r: r.statu
     raise TimeoutError(f"{url} not ready within {timeout:.0f} s (last: {last})\n{server.tail()}")
 
 
+def warm_up_actions(port: int) -> None:
+    """One action call before the traffic: the action server opens (and migrates) the ticket
+    database and loads the PII scrubber on its first action, which blocks it for a while; under 200
+    simultaneous first calls Sanic drops the queued connections ("Cannot write to closing
+    transport" on Rasa's side)."""
+    body = {"next_action": "action_ticket_status", "sender_id": "warm-up", "version": "3.6.21", "domain": {},
+            "tracker": {"sender_id": "warm-up", "slots": {}, "latest_message": {"text": "TCK-WARMUP1", "intent": {},
+                        "entities": []}, "events": [], "paused": False, "followup_action": None,
+                        "active_loop": {}, "latest_action_name": "action_listen"}}
+    try:
+        response = httpx.post(f"http://127.0.0.1:{port}/webhook", json=body, timeout=START_TIMEOUT_S)
+        log(f"action server warmed up ({response.status_code})")
+    except httpx.HTTPError as error:
+        log(f"action server warm-up failed ({error!r}); continuing")
+
+
 # --------------------------------------------------------------------------- the customers
 
 
@@ -300,6 +316,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     serve = None
     try:
         wait_until(f"http://127.0.0.1:{action_port}/health", actions, START_TIMEOUT_S)
+        warm_up_actions(action_port)
         serve = Server("nebras serve", [str(BIN / "nebras"), "serve", "--host", "127.0.0.1", "--port", str(port),
                                         "--model", str(model), "--endpoints", str(endpoints)],
                        env, run_dir / "serve.log")
