@@ -11,8 +11,10 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nebras_bot.generation import guard
+from nebras_bot.generation import guard, placeholders
 from nebras_bot.generation.decoding import Completion
 from nebras_bot.generation.generator import LAST_RESORT_TEXT, ResponseGenerator
 from nebras_bot.generation.loader import tiny_gpt2
@@ -172,3 +174,25 @@ def test_prompt_carries_channel_free_context(loaded):
     (prompt,) = generator.decoder.prompts
     assert "slots: order_id=48213" in prompt and "template: Your order is on its way." in prompt
     assert "rest" not in prompt  # the channel is metadata, not prompt text (training has none)
+
+
+# Whatever the model writes (hostile or garbage), the reply is non-empty and, when it is the
+# model's, passes the guard: no failure of the model produces an empty or unsafe reply.
+model_output = st.one_of(
+    st.text(max_size=200),
+    st.lists(st.sampled_from(["Your order", " {order_id}", " 77777", "<|user|>", "\nUser:", " shit", " $9",
+                              " is on its way.", " www.x.com", " ok", "", " ok ok ok", "\u200b"]), max_size=12).map("".join),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=model_output, template=st.sampled_from([TEMPLATE, "", None]))
+def test_any_model_output_gives_a_non_empty_safe_reply(loaded, raw, template):
+    result = generator_with(loaded, raw).reply(CONTEXT, template)
+    assert result.text.strip()
+    if result.generated:
+        allowed = ResponseGenerator.allowed_texts(CONTEXT, template, {"order_id": "48213"})
+        assert guard.check(result.text, allowed_texts=allowed, min_chars=2) is None
+        assert not placeholders.placeholders_in(result.text)  # every placeholder was filled
+    else:
+        assert result.text in (TEMPLATE, LAST_RESORT_TEXT) and result.reason
