@@ -69,6 +69,7 @@ def check_scenario(results, home):
     assert json.loads((home / "models" / "nlg" / promoted / "nebras.json").read_text())["learning_run"]["parent"] == base
 
 
+@pytest.mark.timeout(900)
 def test_the_loop_learns_a_missing_topic_fast(tmp_path, monkeypatch):
     results = proof.run_in(tmp_path, proof.FAST)
     monkeypatch.setenv("NEBRAS_HOME", str(tmp_path))
@@ -76,6 +77,7 @@ def test_the_loop_learns_a_missing_topic_fast(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_the_loop_learns_a_missing_topic_docs_budget(tmp_path, monkeypatch):
     results = proof.run_in(tmp_path, proof.ProofConfig())
     monkeypatch.setenv("NEBRAS_HOME", str(tmp_path))
