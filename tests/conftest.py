@@ -23,6 +23,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RASA_TRAIN_TIMEOUT_S = 900
+# Rasa's training cache defaults to ``.rasa/cache`` under the CURRENT directory. Pin it to the
+# project root so a test that trains in-process after a chdir (or pytest started from tests/)
+# never leaves a cache under tests/: `rasa test --stories tests` reads every file below tests/
+# and crashes on the cache's JSON files.
+os.environ.setdefault("RASA_CACHE_DIRECTORY", str(REPO_ROOT / ".rasa" / "cache"))
 
 
 def rasa_executable() -> List[str]:
