@@ -87,6 +87,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every variant")
     parser.add_argument("--variants", default="fp32,int8,bf16", help="Nebras precisions to time")
     parser.add_argument("--serving", default="int8", help="the variant that is Nebras's serving path")
+    parser.add_argument("--name", default=NAME, help="result name (results/<name>.json), for supplementary runs")
     args = parser.parse_args(argv)
 
     import torch
@@ -177,7 +178,7 @@ def main(argv: List[str] | None = None) -> int:
         "prefix_tokens_reused": {v: d.reused_tokens for v, d in decoders.items()},
     }
     path = common.write_result(
-        NAME, ratio, TARGET, raw, model=description, model_source=source, dataset=str(dataset.name),
+        args.name, ratio, TARGET, raw, model=description, model_source=source, dataset=str(dataset.name),
         serving_variant=args.serving, new_tokens=args.new_tokens, prompts_timed=len(timed),
         ratio_definition="p50 latency of plain fp32 model.generate / p50 of Nebras's serving path",
         bleu_within_0_5=quality.get("within_tolerance"),
@@ -197,7 +198,7 @@ def main(argv: List[str] | None = None) -> int:
         )
         print(f"BLEU drop {quality['bleu_drop']:.3f} (tolerance {BLEU_TOLERANCE}): "
               f"{'OK' if quality['within_tolerance'] else 'TOO LARGE'}")
-    print(common.verdict(NAME, ratio, TARGET))
+    print(common.verdict(args.name, ratio, TARGET))
     print(f"wrote {path}")
     return 0
 

@@ -7,8 +7,10 @@ One ``nebras nlg-server`` process (int8 fast path, micro-batching) with the ship
 grows turn by turn, as Rasa sends it) until ``--turns`` replies; every ``--generate-every``-th turn
 asks for ``utter_generative`` (a generated reply, ``--max-new-tokens`` tokens at most), the others
 are templated responses. The server's RSS (psutil) is sampled before the first turn and every
-``--sample-every`` turns. Growth is measured from the sample after the warm-up turns to the end.
-``ratio`` = RSS after warm-up / RSS at the end (1.0 = no growth; target 0.95, i.e. < 5% growth).
+``--sample-every`` turns. RSS jumps for a moment while a generated batch runs (activations, KV
+cache) and falls back afterwards, so a single sample says little; growth is measured between
+floors: the lowest sample of the first and of the last quarter of the turns after the warm-up.
+``ratio`` = floor after warm-up / floor at the end (1.0 = no growth; target 0.95, i.e. < 5%).
 """
 from __future__ import annotations
 
@@ -85,6 +87,15 @@ async def _play(url: str, process, args) -> Dict[str, Any]:
     return state
 
 
+def floors(samples, warmup_turns: int, total_turns: int):
+    """``(lowest RSS in the first quarter after warm-up, lowest RSS in the last quarter)``."""
+    span = max(1, total_turns - warmup_turns)
+    first = [r for t, r in samples if warmup_turns <= t <= warmup_turns + span / 4]
+    last = [r for t, r in samples if t >= total_turns - span / 4]
+    fallback = [r for t, r in samples if t >= warmup_turns] or [r for _, r in samples]
+    return min(first or fallback), min(last or fallback)
+
+
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
@@ -114,14 +125,14 @@ def main(argv: List[str] | None = None) -> int:
     finally:
         server.stop()
     samples = state["samples"]
-    after_warmup = next((rss for turns, rss in samples if turns >= args.warmup_turns), samples[-1][1])
-    final = samples[-1][1]
+    after_warmup, final = floors(samples, args.warmup_turns, state["turns"])
     ratio = after_warmup / final
     mib = 1024 * 1024
     raw = {
         "rss_model_loaded_mib": loaded_rss / mib, "rss_after_warmup_mib": after_warmup / mib,
         "rss_final_mib": final / mib, "growth_mib": (final - after_warmup) / mib,
         "growth_percent": 100.0 * (final - after_warmup) / after_warmup,
+        "rss_peak_mib": max(r for _, r in samples) / mib, "rss_last_sample_mib": samples[-1][1] / mib,
         "turns": state["turns"], "errors": state["errors"], "generated_replies": state["generated"],
         "seconds": state["seconds"], "samples": [(t, round(r / mib, 1)) for t, r in samples],
     }
