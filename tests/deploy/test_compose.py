@@ -144,7 +144,8 @@ def test_docker_endpoints_parse_with_rasas_readers(monkeypatch):
     assert store.type == "SQL" and store.url == "postgres"
     assert store.kwargs["dialect"] == "postgresql" and store.kwargs["db"] == "value-of-postgres_db"
     assert store.kwargs["password"] == "value-of-postgres_password"
-    assert endpoints.lock_store.type == "redis" and endpoints.lock_store.url == "redis"
+    assert endpoints.lock_store.type == "nebras_bot.serving.lock_store.AtomicRedisLockStore"
+    assert endpoints.lock_store.url == "redis"
     broker = endpoints.event_broker
     assert broker.type == "pika" and broker.url == "rabbitmq"
     assert broker.kwargs["queues"] == ["rasa_production_events"]  # what `nebras learn --broker` reads

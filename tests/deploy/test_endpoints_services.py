@@ -84,7 +84,8 @@ async def test_docker_endpoints_build_working_stores(local_endpoints):
     engine.dispose()
 
     lock_store = LockStore.create(endpoints.lock_store)
-    assert type(lock_store).__name__ == "RedisLockStore"
+    assert type(lock_store).__name__ == "AtomicRedisLockStore"
+    assert lock_store.red.connection_pool.connection_kwargs["host"] == REDIS_HOST
     async with lock_store.lock(sender):
         assert lock_store.get_lock(sender) is not None
     assert lock_store.get_lock(sender) is None  # released

@@ -73,7 +73,7 @@ def _endpoints(path: Path, database: str, prefix: str) -> Path:
     path.write_text(
         "tracker_store:\n  type: SQL\n  dialect: postgresql\n"
         f"  url: {PG_HOST}\n  port: {PG_PORT}\n  db: {database}\n  username: {PG_USER}\n"
-        f"lock_store:\n  type: redis\n  url: {REDIS_HOST}\n  port: {REDIS_PORT}\n  db: 1\n  key_prefix: {prefix}\n"
+        f"lock_store:\n  type: nebras_bot.serving.lock_store.AtomicRedisLockStore\n  url: {REDIS_HOST}\n  port: {REDIS_PORT}\n  db: 1\n  key_prefix: {prefix}\n"
     )
     return path
 
