@@ -1,6 +1,7 @@
 """Exact and near-duplicate removal.
 
-Two dialogues are *exact duplicates* when their texts are equal after lower-casing, masking digits
+Two dialogues are *exact duplicates* when they have the same intent and their texts are equal
+after lower-casing, masking digits
 and dropping punctuation (``cancel order 12345`` and ``Cancel order 67890!`` with the same reply are
 one example twice). They are *near duplicates* when, within the same intent, the TF-IDF cosine
 similarity of their word uni/bi-grams is at least the threshold. The first dialogue (in id order)
@@ -48,7 +49,7 @@ def remove_duplicates(
     kept: List[Dialogue] = []
     removed: List[Tuple[str, str, str]] = []
     for dialogue in ordered:
-        key = dedup_key(dialogue_text(dialogue))
+        key = group_key(dialogue) + "\x1f" + dedup_key(dialogue_text(dialogue))
         if key in seen:
             removed.append((dialogue.id, EXACT, seen[key]))
             continue

@@ -40,6 +40,7 @@ _CARD_PREFIX = re.compile(r"^(4|5[1-5]|2[2-7]|3[47]|6011|65|64[4-9]|35|30[0-5]|3
 _CARD_GROUPS = re.compile(r"^\d{4}([ \-]\d{4}){2,3}([ \-]\d{1,3})?$")
 # Written in IBAN groups ("DE89 3704 0044 0532 ..."): scrubbed even when the checksum fails.
 _IBAN_SPACED = re.compile(r"^[A-Z]{2}\d{2}( [A-Z0-9]{4}){3,7}( [A-Z0-9]{1,3})?$")
+_SENTENCE_BREAK = re.compile(r"(?<=\d)[.,]\s+")
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 _DECIMAL = re.compile(r"^\d{1,3}(,\d{3})*(\.\d{1,2})?$|^\d+\.\d{1,2}$")
 
@@ -141,9 +142,14 @@ def find(text: str) -> List[Tuple[int, int, str]]:
             if iban_ok(span.text) or _IBAN_SPACED.match(span.text):
                 candidates.append((span.start_char, span.end_char, IBAN))
         else:
-            kind = classify_number(span.text)
-            if kind:
-                candidates.append((span.start_char, span.end_char, kind))
+            # "12345. 4." is a number ending a sentence and a list item, not one run.
+            offset = span.start_char
+            for part in _SENTENCE_BREAK.split(span.text):
+                start = text.index(part, offset)
+                offset = start + len(part)
+                kind = classify_number(part)
+                if kind:
+                    candidates.append((start, offset, kind))
     return _longest_first(candidates)
 
 

@@ -21,9 +21,9 @@ from typing import Dict, List, Optional, Sequence
 from nebras_bot import paths
 from nebras_bot.data import bitext, cleaning
 from nebras_bot.data.dedup import group_key, remove_duplicates
-from nebras_bot.data.records import AGENT, SOURCE_BITEXT, USER, Dialogue, Turn
-from nebras_bot.data.settings import DataSettings
-from nebras_bot.data.sources import bitext_dialogues, jsonl_dialogues, story_dialogues
+from nebras_bot.data.records import AGENT, SOURCE_BITEXT, SOURCE_DOMAIN, USER, Dialogue, Turn
+from nebras_bot.data.settings import DOMAIN_RESPONSES_ALWAYS, DOMAIN_RESPONSES_AUTO, DataSettings
+from nebras_bot.data.sources import bitext_dialogues, domain_response_dialogues, jsonl_dialogues, story_dialogues
 from nebras_bot.data.split import SPLITS, stratified_split
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ CSV_COLUMNS = (
     "context", "role", "instruction", "intent", "entity_type", "entity_value",
     "start_offset", "end_offset", "category", "tags", "response",
 )
+# Sources whose single exchanges also go into the Bitext-format CSVs (for `nebras evaluate`).
+CSV_SOURCES = (SOURCE_BITEXT, SOURCE_DOMAIN)
 CARD_JSON = "data_card.json"
 CARD_MD = "data_card.md"
 VERSION_LENGTH = 12
@@ -99,6 +101,15 @@ def collect(
         except Exception as error:  # a broken story file must not lose the rest of the data
             logger.error("could not read Rasa stories (%s); continuing without them", error)
             stats["stories_unreadable"] += 1
+    wanted = settings.domain_responses == DOMAIN_RESPONSES_ALWAYS or (
+        settings.domain_responses == DOMAIN_RESPONSES_AUTO and bitext_dir is None
+    )
+    if wanted and domain is not None and stories:
+        try:
+            dialogues.extend(domain_response_dialogues(domain, stories, stats))
+        except Exception as error:  # same: keep whatever else there is
+            logger.error("could not read the domain responses (%s); continuing without them", error)
+            stats["domain_responses_unreadable"] += 1
     dialogues.extend(jsonl_dialogues(logs))
     return dialogues
 
@@ -210,6 +221,7 @@ def prepare(
     logs: Sequence[Path | str] = (),
     domain: Optional[Path | str] = None,
     stories: Sequence[Path | str] = (),
+    progress: bool = True,
 ) -> PreparedDataset:
     """Run the whole pipeline and write the versioned dataset; returns where it went."""
     settings = settings or DataSettings()
@@ -227,7 +239,9 @@ def prepare(
     stats = cleaning.CleaningStats()
     removed: Counter = Counter()
     cleaned: List[Dialogue] = []
-    for dialogue in raw:
+    from tqdm.auto import tqdm
+
+    for dialogue in tqdm(raw, desc="clean + scrub", unit="dialogue", disable=not progress):
         dialogue = clean_dialogue(dialogue, stats)
         problem = _length_problem(dialogue, settings)
         if problem:
@@ -253,7 +267,7 @@ def prepare(
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for dialogue in splits[name]:
-                row = csv_row(dialogue) if dialogue.source == SOURCE_BITEXT else None
+                row = csv_row(dialogue) if dialogue.source in CSV_SOURCES else None
                 if row:
                     writer.writerow(row)
     (directory / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True), encoding="utf-8")
@@ -280,3 +294,26 @@ def latest_dataset(root: Optional[Path] = None) -> Path:
     if not candidates:
         raise FileNotFoundError(f"no prepared dataset under {root}; run `nebras data prepare` first")
     return max(candidates, key=lambda p: (p / CARD_JSON).stat().st_mtime)
+
+
+def ensure_dataset(root: Optional[Path] = None, progress: bool = True) -> Path:
+    """The newest prepared dataset; on a fresh machine, prepare one first and return it.
+
+    The sources are what ``nebras data prepare`` uses by default: Bitext from
+    ``NEBRAS_BITEXT_DIR`` when set, the assistant's stories (``./data``) and, without Bitext, the
+    domain's responses paired with the NLU examples.
+    """
+    try:
+        return latest_dataset(root)
+    except FileNotFoundError:
+        pass
+    from nebras_bot.data.templates import default_domain_path
+
+    bitext_path = paths.bitext_dir()
+    stories = [paths.home() / "data"] if (paths.home() / "data").is_dir() else []
+    logger.info(
+        "no prepared dataset yet: preparing one from %s",
+        f"Bitext ({bitext_path}) and the Rasa stories" if bitext_path else "the Rasa stories and domain responses",
+    )
+    dataset = prepare(bitext_path, root, domain=default_domain_path(), stories=stories, progress=progress)
+    return dataset.directory

@@ -17,9 +17,10 @@ Role = Literal["user", "agent"]
 # Where a dialogue came from; the data card counts rows per source.
 SOURCE_BITEXT = "bitext"
 SOURCE_STORIES = "rasa_stories"
+SOURCE_DOMAIN = "rasa_domain"  # NLU examples paired with the domain's utter_<intent> reply
 SOURCE_TICKETS = "tickets"
 SOURCE_CONVERSATIONS = "conversations"
-SOURCES = (SOURCE_BITEXT, SOURCE_STORIES, SOURCE_TICKETS, SOURCE_CONVERSATIONS)
+SOURCES = (SOURCE_BITEXT, SOURCE_STORIES, SOURCE_DOMAIN, SOURCE_TICKETS, SOURCE_CONVERSATIONS)
 
 
 class Turn(BaseModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-from pydantic import BaseSettings, Field
+from pydantic import BaseSettings, Field, validator
 
 # Defaults in one place.
 DEFAULT_SEED = 13
@@ -16,6 +16,11 @@ DEFAULT_MAX_INSTRUCTION_WORDS = 120
 # responses.csv holds real agent replies; intents.csv holds one fixed reply per intent (the role
 # of a domain template), so by default only responses.csv becomes generation training data.
 DEFAULT_BITEXT_FILES: Tuple[str, ...] = ("responses.csv",)
+# NLU examples paired with the domain's utter_<intent> replies: "auto" adds them only when there is
+# no Bitext directory (a fresh machine still gets a trainable dataset), "always" or "never".
+DOMAIN_RESPONSES_AUTO = "auto"
+DOMAIN_RESPONSES_ALWAYS = "always"
+DOMAIN_RESPONSES_NEVER = "never"
 
 
 class DataSettings(BaseSettings):
@@ -30,6 +35,13 @@ class DataSettings(BaseSettings):
     max_instruction_words: int = DEFAULT_MAX_INSTRUCTION_WORDS
     bitext_files: Tuple[str, ...] = DEFAULT_BITEXT_FILES
     include_stories: bool = True
+    domain_responses: str = DOMAIN_RESPONSES_AUTO
+
+    @validator("domain_responses")
+    def _known_mode(cls, value: str) -> str:  # noqa: N805
+        if value not in (DOMAIN_RESPONSES_AUTO, DOMAIN_RESPONSES_ALWAYS, DOMAIN_RESPONSES_NEVER):
+            raise ValueError("domain_responses must be auto, always or never")
+        return value
 
     class Config:
         env_prefix = "NEBRAS_DATA_"

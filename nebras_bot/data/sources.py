@@ -8,6 +8,9 @@
   turns are the domain's ``utter_`` responses (form questions included) and whose user turns are
   NLU examples of the story's intent, chosen deterministically, with the story's entity values.
   Custom actions have no text at training time and are skipped.
+- The assistant's domain responses: every NLU example of an intent paired with the domain's
+  ``utter_<intent>`` reply (each text variant in turn), so a machine without Bitext still gets a
+  few hundred single-exchange dialogues (``nebras data prepare`` adds them when there is no Bitext).
 - Logged conversations and tickets: JSON Lines of ``Dialogue`` records (the continuous-learning
   loop writes these).
 """
@@ -22,7 +25,9 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from nebras_bot.data import bitext
-from nebras_bot.data.records import AGENT, SOURCE_BITEXT, SOURCE_STORIES, USER, Dialogue, Turn, read_jsonl
+from nebras_bot.data.records import (
+    AGENT, SOURCE_BITEXT, SOURCE_DOMAIN, SOURCE_STORIES, USER, Dialogue, Turn, read_jsonl,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,3 +202,41 @@ def story_dialogues(
             yield dialogue
         else:
             stats["story_without_text_exchange"] += 1
+
+
+def domain_response_dialogues(
+    domain_path: Path | str, data_paths: Sequence[Path | str], stats: Optional[Counter] = None
+) -> Iterator[Dialogue]:
+    """One-exchange dialogues: each NLU example of an intent -> the domain's ``utter_<intent>`` text.
+
+    Variants are used in turn (example ``i`` gets variant ``i mod n``); variants with conditions or
+    placeholders whose value the example does not carry are skipped. Intents without such a
+    response (e.g. ``track_order``, answered by a custom action) give nothing.
+    """
+    from rasa.shared.importers.rasa import RasaFileImporter
+
+    stats = stats if stats is not None else Counter()
+    importer = RasaFileImporter(domain_path=str(domain_path), training_data_paths=[str(p) for p in data_paths])
+    domain = importer.get_domain()
+    for intent, examples in sorted(_examples_by_intent(importer.get_nlu_data()).items()):
+        variants = [
+            v["text"] for v in domain.responses.get(f"utter_{intent}") or []
+            if v.get("text") and not v.get("condition")
+        ]
+        if not variants:
+            stats["domain_intent_without_response"] += 1
+            continue
+        for number, (text, entities) in enumerate(examples):
+            found = {e["entity"]: str(e.get("value", "")) for e in entities if e.get("value")}
+            reply = variants[number % len(variants)]
+            missing = [name for name in re.findall(r"\{(\w+)\}", reply) if name not in found]
+            if missing:
+                stats["domain_response_missing_slot"] += 1
+                continue
+            yield Dialogue(
+                id=f"domain-{intent}-{number:04d}-{stable_id(text, reply)[:6]}",
+                source=SOURCE_DOMAIN,
+                turns=[Turn(role=USER, text=text, intent=intent, entities=found), Turn(role=AGENT, text=reply)],
+                slots=dict(found),
+                meta={"response": f"utter_{intent}"},
+            )

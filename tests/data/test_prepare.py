@@ -87,3 +87,58 @@ def test_prepare_cli_and_clear_errors(bitext_dir: Path, tmp_path: Path, capsys) 
         prepare(tmp_path / "missing", tmp_path / "d")
     with pytest.raises(ValueError, match="no dialogues"):
         prepare(None, tmp_path / "d", DataSettings(include_stories=False))
+
+
+def test_domain_response_dialogues_pair_nlu_examples_with_utter_intent() -> None:
+    from collections import Counter
+
+    from nebras_bot.data.sources import domain_response_dialogues
+
+    stats: Counter = Counter()
+    dialogues = list(domain_response_dialogues(RASA / "domain.yml", [RASA / "data"], stats))
+    pairs = sorted((d.turns[0].text, d.turns[0].intent, d.turns[1].text) for d in dialogues)
+    assert pairs == [
+        ("hello there", "greet", "Hello! How can I help?"),
+        ("hi", "greet", "Hello! How can I help?"),
+        ("where is order 12345", "track_order", "Order {order_id} is on its way."),
+    ]
+    assert {d.source for d in dialogues} == {"rasa_domain"}
+    assert [d.slots for d in dialogues if d.turns[0].intent == "track_order"] == [{"order_id": "12345"}]
+    # "where is my order" has no order id for the reply's {order_id}; inform has no utter_inform.
+    assert stats == Counter(domain_response_missing_slot=1, domain_intent_without_response=1)
+
+
+@pytest.mark.parametrize("mode, with_bitext, expected_domain", [
+    ("auto", False, 3), ("auto", True, 0), ("always", True, 3), ("never", False, 0),
+])
+def test_domain_responses_are_added_without_bitext(
+    mode: str, with_bitext: bool, expected_domain: int, bitext_dir: Path, tmp_path: Path
+) -> None:
+    settings = DataSettings(validation_fraction=0.2, test_fraction=0.2, domain_responses=mode)
+    dataset = prepare(bitext_dir if with_bitext else None, tmp_path / "d", settings,
+                      domain=RASA / "domain.yml", stories=[RASA / "data"], progress=False)
+    assert dataset.card["raw_dialogues_per_source"].get("rasa_domain", 0) == expected_domain
+
+
+def test_bad_domain_responses_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="domain_responses"):
+        DataSettings(domain_responses="sometimes")
+
+
+def test_ensure_dataset_prepares_one_on_a_fresh_machine(tmp_path: Path, monkeypatch) -> None:
+    """No prepared dataset and no Bitext: the stories and domain responses of the project."""
+    import shutil
+
+    from nebras_bot.data.prepare import ensure_dataset
+
+    project = tmp_path / "project"
+    shutil.copytree(RASA, project)
+    monkeypatch.setenv("NEBRAS_HOME", str(project))
+    monkeypatch.delenv("NEBRAS_BITEXT_DIR", raising=False)
+    first = ensure_dataset(progress=False)
+    assert first.parent == project / "models" / "datasets"
+    card = json.loads((first / "data_card.json").read_text())
+    assert card["raw_dialogues_per_source"] == {"rasa_domain": 3, "rasa_stories": 1}
+    rows = [row for name in ("train", "validation", "test") for row in csv.DictReader((first / f"{name}.csv").open())]
+    assert len(rows) == 3  # the single exchanges are evaluable too
+    assert ensure_dataset(progress=False) == first  # reused, not prepared again

@@ -113,3 +113,29 @@ def test_stratified_split_is_deterministic_and_stratified() -> None:
         assert per_intent == {"a": count, "b": count, "c": count}
     all_ids = [i for v in ids.values() for i in v]
     assert sorted(all_ids) == sorted(d.id for d in dialogues)
+
+
+def test_full_dataset_loader_uses_the_hub_and_explains_offline_failures(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub
+
+    from nebras_bot.data import bitext
+
+    calls = []
+
+    def fake_download(**kwargs):
+        calls.append(kwargs)
+        target = tmp_path / "full.csv"
+        target.write_text("instruction,intent,response\nwhere is my order,track_order,It is on its way.\n")
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    path = bitext.download_full_dataset(tmp_path / "cache")
+    assert calls[0]["repo_id"] == bitext.HUB_DATASET_ID and calls[0]["repo_type"] == "dataset"
+    assert [r.intent for r in bitext.read_csv(path)] == ["track_order"]
+
+    def offline(**kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(RuntimeError, match="NEBRAS_BITEXT_DIR"):
+        bitext.download_full_dataset(tmp_path / "cache")
