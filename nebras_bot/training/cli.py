@@ -8,7 +8,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     """Add this stage's commands to ``nebras``."""
     train = subparsers.add_parser("train", help="fine-tune a response model on a prepared dataset")
     train.add_argument("--recipe", default="default", help="recipe name (nebras_bot/training/recipes) or YAML path")
-    train.add_argument("--data", metavar="DIR", help="prepared dataset directory (default: the newest under models/datasets)")
+    train.add_argument("--data", metavar="DIR", help="prepared dataset directory (default: the newest under models/datasets; one is prepared first when there is none)")
     train.add_argument("--base", metavar="SOURCE", help="base model: gpt2-scratch[:preset], smollm2, a directory, a hub id")
     train.add_argument("--out", metavar="DIR", help="registry directory (default: models/nlg)")
     train.add_argument("--max-minutes", type=float, help="time budget; training stops cleanly when it is spent")

@@ -15,7 +15,7 @@ def render_model_card(metadata: Dict[str, Any], recipe: Any) -> str:
     return f"""# Nebras response model {metadata['version']}
 
 A causal language model that writes customer-support replies for the Nebras assistant (Rasa NLG
-plug-in, `nebras_bot.generation`). Load it with `nebras_bot.generation.loader.load_causal_lm("{metadata['version']}")`
+plug-in, `nebras_bot.generation`). Load it with `nebras_bot.generation.loader.load_causal_lm("models/nlg/{metadata['version']}")`
 or through `models/nlg/current` once promoted (`nebras models promote {metadata['version']}`).
 
 ## Base model and training

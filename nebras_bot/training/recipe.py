@@ -58,6 +58,9 @@ class Recipe(BaseModel):
     max_steps: int = Field(3000, ge=1)
     # --- control
     max_minutes: Optional[float] = Field(None, gt=0)
+    # wall: minutes on the clock; process: CPU minutes of this process (fair comparisons on a
+    # shared machine: every run gets the same compute whatever else is running).
+    budget_clock: str = "wall"
     eval_every: int = Field(100, ge=1)
     eval_batches: int = Field(16, ge=1)
     final_eval_batches: Optional[int] = Field(None, ge=1)  # None: the whole validation split
@@ -74,6 +77,12 @@ class Recipe(BaseModel):
     def _known_method(cls, value: str) -> str:  # noqa: N805
         if value not in (METHOD_FULL, METHOD_LORA):
             raise ValueError(f"method must be {METHOD_FULL!r} or {METHOD_LORA!r}, not {value!r}")
+        return value
+
+    @validator("budget_clock")
+    def _known_clock(cls, value: str) -> str:  # noqa: N805
+        if value not in ("wall", "process"):
+            raise ValueError("budget_clock must be wall or process")
         return value
 
     @validator("bf16")

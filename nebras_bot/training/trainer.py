@@ -22,10 +22,10 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from nebras_bot import paths
-from nebras_bot.data.prepare import CARD_JSON, latest_dataset, load_split
+from nebras_bot.data.prepare import CARD_JSON, ensure_dataset, load_split
 from nebras_bot.data.split import TRAIN, VALIDATION
 from nebras_bot.data.templates import intent_templates
 from nebras_bot.generation.prompt import PromptSettings
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
+RNG_FILE = "rng_state_{rank}.pt"  # one per process
 LOG_FILE = "training_log.jsonl"
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.json"
@@ -170,6 +171,31 @@ def evaluate_loss(model, rows: List[ds.Encoded], batch_size: int, pad_id: int, a
     return total / max(1, count)
 
 
+def _save_rng(path: Path) -> None:
+    """Torch's and Python's random states (dropout, sampling), for an exact resume.
+
+    ``accelerator.save_state`` stores them too, but its loader silently skips them when the
+    pickled numpy state is refused by ``torch.load(weights_only=True)``; this file holds only a
+    tensor and plain tuples, so it loads with ``weights_only=True``.
+    """
+    import random
+
+    import torch
+
+    torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, path)
+
+
+def _load_rng(path: Path) -> None:
+    import random
+
+    import torch
+
+    states = torch.load(path, weights_only=True)
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 def _trainable_state(model) -> Dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
@@ -195,19 +221,30 @@ def train(
     version: Optional[str] = None,
     domain: Optional[Path | str] = None,
     progress: bool = True,
+    callback: Optional[Callable[[int, Dict[str, Any]], None]] = None,
 ) -> Path:
-    """Train one model; returns its directory ``<out_dir>/<version>`` (default ``models/nlg/``)."""
+    """Train one model; returns its directory ``<out_dir>/<version>`` (default ``models/nlg/``).
+
+    ``callback(step, record)`` is called after every optimizer step (``record`` holds what was
+    logged at that step, often nothing); an exception from it stops the run like a crash would,
+    leaving ``<version>.partial/`` with its last checkpoint for ``resume``.
+    """
     import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     recipe = load_recipe(recipe).with_overrides({"max_minutes": max_minutes, "max_steps": max_steps})
     base = base or recipe.base
-    data_dir = Path(data_dir) if data_dir else latest_dataset()
+    # No --data: the newest prepared dataset, prepared first on a fresh machine.
+    data_dir = Path(data_dir) if data_dir else ensure_dataset(progress=progress)
     root = Path(out_dir) if out_dir else paths.nlg_models_dir()
     if resume:
         work = Path(resume)
-        state = json.loads((work / CHECKPOINT_DIR / STATE_FILE).read_text())
+        root = Path(out_dir) if out_dir else work.parent  # the finished model goes next to its partial
+        state_path = work / CHECKPOINT_DIR / STATE_FILE
+        if not state_path.is_file():
+            raise FileNotFoundError(f"{work}: no checkpoint to resume from ({state_path} is missing)")
+        state = json.loads(state_path.read_text())
         version = state["version"]
         if (work / RECIPE_FILE).is_file():
             saved = Recipe(**json.loads((work / RECIPE_FILE).read_text()))
@@ -270,6 +307,9 @@ def train(
     best_state = None
     if resume:
         accelerator.load_state(str(work / CHECKPOINT_DIR))
+        rng_path = work / CHECKPOINT_DIR / RNG_FILE.format(rank=accelerator.process_index)
+        if rng_path.is_file():
+            _load_rng(rng_path)
         best_path = work / CHECKPOINT_DIR / "best.pt"
         if best_path.is_file():
             best_state = torch.load(best_path)
@@ -278,19 +318,23 @@ def train(
     def save_checkpoint() -> None:
         target = work / CHECKPOINT_DIR
         accelerator.save_state(str(target))
+        _save_rng(target / RNG_FILE.format(rank=accelerator.process_index))
         if best_state is not None:
             torch.save(best_state, target / "best.pt")
         _write_json(target / STATE_FILE, {
             "version": version, "base": base, "step": step, "micro": micro, "best_val": best_val,
-            "bad_evals": bad_evals, "tokens_seen": tokens_seen, "elapsed_s": elapsed_before + time.time() - started,
+            "bad_evals": bad_evals, "tokens_seen": tokens_seen, "elapsed_s": elapsed_before + clock() - started,
         })
 
     # ---- the loop
-    started = time.time()
+    wall_started = time.time()
+    clock = time.process_time if recipe.budget_clock == "process" else time.time
+    started = clock()
     budget_s = recipe.max_minutes * 60 if recipe.max_minutes else None
     log_path = work / LOG_FILE
     stop_reason = "max_steps"
     window_tokens, window_start, window_loss, window_count = 0, time.time(), 0.0, 0
+    step_tokens = 0  # tokens of the micro-batches of the current optimizer step
     bar = tqdm(total=total_steps, initial=step, desc=f"train {version}", disable=not progress, unit="step")
     epoch_cache: Dict[int, List[List[ds.Encoded]]] = {}
     while step < total_steps:
@@ -299,7 +343,7 @@ def train(
             epoch_cache = {epoch: ds.batches(train_rows, recipe.batch_size, recipe.seed, epoch)}
         batch = epoch_cache[epoch][position]
         tensors = {k: v.to(accelerator.device) for k, v in ds.collate(batch, pad_id).items()}
-        used = (elapsed_before + time.time() - started) / budget_s if budget_s else 0.0
+        used = (elapsed_before + clock() - started) / budget_s if budget_s else 0.0
         current_lr = learning_rate(step, recipe, total_steps, used)
         for group in optimizer.param_groups:
             group["lr"] = current_lr
@@ -312,13 +356,16 @@ def train(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         micro += 1
-        window_tokens += int(tensors["attention_mask"].sum())
+        batch_tokens = int(tensors["attention_mask"].sum())
+        window_tokens += batch_tokens
+        step_tokens += batch_tokens
         window_loss += loss.item()
         window_count += 1
         if not accelerator.sync_gradients:
             continue
         step += 1
-        tokens_seen += window_tokens
+        tokens_seen += step_tokens
+        step_tokens = 0
         bar.update(1)
         record: Dict[str, Any] = {}
         if step % recipe.log_every == 0 or step == total_steps:
@@ -334,7 +381,8 @@ def train(
                 bad_evals += 1
         if record:
             record.update(step=step, lr=current_lr, epoch=round(micro / epoch_batches, 3),
-                          tokens=tokens_seen, elapsed_s=round(elapsed_before + time.time() - started, 1))
+                          tokens=tokens_seen, elapsed_s=round(elapsed_before + clock() - started, 1),
+                          wall_s=round(time.time() - wall_started, 1))
             with log_path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
             bar.set_postfix({k: record[k] for k in ("loss", "val_loss") if k in record})
@@ -343,10 +391,12 @@ def train(
                 window_tokens = 0
         if step % recipe.checkpoint_every == 0:
             save_checkpoint()
+        if callback is not None:
+            callback(step, record)
         if recipe.early_stopping_patience and bad_evals >= recipe.early_stopping_patience:
             stop_reason = "early_stopping"
             break
-        if budget_s is not None and elapsed_before + time.time() - started >= budget_s:
+        if budget_s is not None and elapsed_before + clock() - started >= budget_s:
             stop_reason = "max_minutes"
             break
     bar.close()
@@ -366,7 +416,7 @@ def train(
     tokenizer.save_pretrained(str(work))
     if index is not None:
         index.save(work / EXEMPLARS_DIR)
-    minutes = round((elapsed_before + time.time() - started) / 60, 2)
+    minutes = round((elapsed_before + clock() - started) / 60, 2)
     metrics = {
         "val_loss": round(val_loss, 5),
         "val_perplexity": round(math.exp(min(val_loss, 50)), 3),
@@ -375,6 +425,8 @@ def train(
         "epochs": round(micro / epoch_batches, 3),
         "tokens_seen": tokens_seen,
         "train_minutes": minutes,
+        "budget_clock": recipe.budget_clock,
+        "wall_minutes": round((time.time() - wall_started) / 60, 2),
         "stop_reason": stop_reason,
     }
     _write_json(work / METRICS_FILE, metrics)

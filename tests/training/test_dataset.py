@@ -1,0 +1,113 @@
+"""Tokenisation for training: the loss mask, exemplars, templates, packing, collation."""
+from __future__ import annotations
+
+import pytest
+
+from nebras_bot.data.records import Dialogue, Turn
+from nebras_bot.generation.loader import gpt2_tokenizer
+from nebras_bot.generation.prompt import AGENT, END, PromptSettings
+from nebras_bot.generation.retrieval import ExemplarIndex
+from nebras_bot.training import dataset as ds
+
+TEMPLATES = {"track_order": [
+    {"text": "Order {order_id} is on its way."},
+    {"text": "Which order?", "condition": [{"type": "slot", "name": "order_id", "value": None}]},
+]}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return gpt2_tokenizer()
+
+
+def _dialogue(i: str, user: str, agent: str, intent: str = "track_order", entities=None) -> Dialogue:
+    return Dialogue(id=i, source="bitext", turns=[
+        Turn(role="user", text=user, intent=intent, entities=entities or {}), Turn(role="agent", text=agent)])
+
+
+def test_loss_mask_covers_exactly_the_agent_reply(tokenizer) -> None:
+    dialogue = _dialogue("a", "where is order 12345?", "Order {order_id} ships today.", entities={"order_id": "12345"})
+    [example] = ds.exchanges([dialogue], TEMPLATES)
+    encoded = ds.encode(example, tokenizer, PromptSettings(), max_length=512)
+    assert len(encoded.input_ids) == len(encoded.labels)
+    scored = [i for i, label in enumerate(encoded.labels) if label != ds.IGNORE_INDEX]
+    assert scored == list(range(scored[0], len(encoded.labels)))  # one contiguous block at the end
+    assert [encoded.input_ids[i] for i in scored] == [encoded.labels[i] for i in scored]
+    assert tokenizer.decode([encoded.labels[i] for i in scored]) == " Order {order_id} ships today." + END
+    prompt = tokenizer.decode(encoded.input_ids[: scored[0]])
+    assert prompt.endswith(AGENT) and "where is order 12345?" in prompt
+    assert "template: Order 12345 is on its way." in prompt  # the variant Rasa would send, filled
+    assert "entities: order_id=12345" in prompt
+
+
+def test_template_variant_without_value_and_multi_turn_slots(tokenizer) -> None:
+    dialogue = Dialogue(id="m", source="rasa_stories", turns=[
+        Turn(role="user", text="my order is 777", intent="inform", entities={"order_id": "777"}),
+        Turn(role="agent", text="Thanks."),
+        Turn(role="user", text="where is it", intent="track_order"),
+        Turn(role="agent", text="Order {order_id} is close."),
+    ])
+    first, second = ds.exchanges([dialogue], TEMPLATES)
+    assert second.context.slots == {"order_id": "777"} and second.context.entities == {}
+    assert second.context.template == "Order 777 is on its way."  # slot from turn 1 fills it
+    alone = ds.exchanges([_dialogue("b", "where is it", "Tell me the order.")], TEMPLATES)[0]
+    assert alone.context.template == "Which order?"  # the conditional variant for a missing slot
+    assert len(second.context.history) == 3
+
+
+def test_exemplars_exclude_the_examples_own_reply() -> None:
+    dialogues = [
+        _dialogue("a", "where is order 1", "Reply A"),
+        _dialogue("b", "where is order 2", "Reply B"),
+        _dialogue("c", "refund please", "Reply C", intent="get_refund"),
+    ]
+    examples = ds.exchanges(dialogues)
+    index = ExemplarIndex.build([e.query for e in examples], [e.reply for e in examples], [e.intent for e in examples])
+    ds.add_exemplars(examples, index, k=2)
+    assert examples[0].context.exemplars == ["Reply B"]  # own reply excluded, other intents filtered
+    assert examples[1].context.exemplars == ["Reply A"]
+    assert examples[2].context.exemplars == []
+
+
+def test_truncation_to_max_length(tokenizer) -> None:
+    example = ds.exchanges([_dialogue("a", "hi", "word " * 400)])[0]
+    encoded = ds.encode(example, tokenizer, PromptSettings(), max_length=64)
+    assert len(encoded.input_ids) == 64 and any(label != ds.IGNORE_INDEX for label in encoded.labels)
+
+
+PACK_CASES = [
+    # (example lengths, max_length, expected row lengths)
+    ([3, 3, 3], 10, [9]),
+    ([6, 6, 6], 10, [6, 6, 6]),
+    ([6, 4, 5, 5], 10, [10, 10]),
+    ([10, 1], 10, [10, 1]),
+    ([2, 9, 7], 10, [9, 9]),
+]
+
+
+@pytest.mark.parametrize("lengths, max_length, expected", PACK_CASES)
+def test_packing(lengths, max_length, expected) -> None:
+    examples = [ds.Encoded(input_ids=[n * 100 + i for i in range(n)], labels=[ds.IGNORE_INDEX] + list(range(1, n)))
+                for n in lengths]
+    rows = ds.pack(examples, max_length)
+    assert [len(r) for r in rows] == expected
+    assert all(len(r.input_ids) == len(r.labels) <= max_length for r in rows)
+    # Nothing is lost or reordered within a row, and every label stays aligned with its token.
+    assert sorted(t for r in rows for t in r.input_ids) == sorted(t for e in examples for t in e.input_ids)
+    assert sum(l != ds.IGNORE_INDEX for r in rows for l in r.labels) == sum(n - 1 for n in lengths)
+
+
+def test_collate_pads_without_scoring_padding() -> None:
+    rows = [ds.Encoded([1, 2, 3], [ds.IGNORE_INDEX, 2, 3]), ds.Encoded([4], [4])]
+    batch = ds.collate(rows, pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
+
+
+def test_batches_are_deterministic_per_epoch() -> None:
+    rows = [ds.Encoded([i], [i]) for i in range(10)]
+    first = [[r.input_ids[0] for r in b] for b in ds.batches(rows, 3, seed=1, epoch=0)]
+    assert first == [[r.input_ids[0] for r in b] for b in ds.batches(rows, 3, seed=1, epoch=0)]
+    assert first != [[r.input_ids[0] for r in b] for b in ds.batches(rows, 3, seed=1, epoch=1)]
+    assert sorted(sum(first, [])) == list(range(10))
