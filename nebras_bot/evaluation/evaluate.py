@@ -157,7 +157,7 @@ def run_evaluation(
     data: Path | str,
     train: Path | str,
     out: Path | str,
-    nlu: Path | str | None = None,
+    nlu: Any = None,
     limit: Optional[int] = None,
     domain: Path | str | None = None,
     settings: Optional[EvaluationSettings] = None,
@@ -169,6 +169,8 @@ def run_evaluation(
 
     ``generator`` replaces the ResponseGenerator built from ``model`` (it must then expose the
     loaded model for perplexity as ``generator.loaded`` or perplexity is reported as None).
+    ``nlu`` is a Rasa model archive, or an already loaded parser with ``parse(text)`` (a
+    :class:`~nebras_bot.evaluation.nlu.RasaNLU`, left open for its owner).
     ``timeout_s`` overrides serving's per-reply time limit (``NEBRAS_GEN_TIMEOUT_S``).
     Raises :class:`EvaluationInputError` for unusable inputs and
     ``serving_path.ModelUnavailableError`` when the model cannot be loaded.
@@ -191,11 +193,13 @@ def run_evaluation(
         raise EvaluationInputError(f"{error}; pass --domain or run from the project root") from error
     tfidf = TfidfRetrievalBaseline([r["instruction"] for r in train_rows], [r["response"] for r in train_rows],
                                    ngram_max=settings.tfidf_ngram_max)
-    parser = None
-    if nlu:
+    parser, own_parser = None, False
+    if nlu is not None and hasattr(nlu, "parse"):
+        parser = nlu  # an already loaded parser (e.g. a RasaNLU shared by several runs); not closed here
+    elif nlu:
         from nebras_bot.evaluation.nlu import RasaNLU
 
-        parser = RasaNLU(nlu)
+        parser, own_parser = RasaNLU(nlu), True
     generator = generator or build_generator(model, timeout_s=timeout_s)
     mode = generation_mode(generator)
 
@@ -236,7 +240,7 @@ def run_evaluation(
                 })
                 bar.update(1)
     finally:
-        if parser is not None:
+        if own_parser:
             parser.close()
 
     baseline_template = [templates.reply(r["predicted_intent"], r["entities"]) for r in records]
@@ -265,7 +269,7 @@ def run_evaluation(
         "data": str(data),
         "train": str(train),
         "intent_source": "nlu" if parser is not None else "csv",
-        "nlu_model": str(nlu) if nlu else None,
+        "nlu_model": str(getattr(parser, "path", nlu)) if parser is not None else None,
         "nlu_intent_accuracy": (nlu_correct / len(rows)) if parser is not None and rows else None,
         "perplexity_tokens": perplexity.tokens if perplexity else 0,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

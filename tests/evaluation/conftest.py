@@ -159,6 +159,17 @@ def mini_bot_archive() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mini_nlu(mini_bot_archive):
+    """The mini bot loaded ONCE per session through ``RasaNLU`` (the ``--nlu`` loader); its
+    ``.agent`` also serves the live REST-channel tests."""
+    from nebras_bot.evaluation.nlu import RasaNLU
+
+    parser = RasaNLU(mini_bot_archive)
+    yield parser
+    parser.close()
+
+
+@pytest.fixture(scope="session")
 def mini_bot_domain() -> Path:
     from helpers.mini_bot import FIXTURE_DIR
 

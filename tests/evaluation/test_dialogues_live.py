@@ -1,23 +1,16 @@
-"""The dialogue player against a REAL assistant: the mini fixture bot served by ``rasa run`` on its
-REST channel (a subprocess on a free port), played through ``nebras evaluate-dialogues``."""
+"""The dialogue player against a REAL assistant: the mini fixture bot's trained Rasa agent on
+Rasa's REST channel over HTTP (served in-process by ``live_server.serve_rest`` on a free port),
+played through ``nebras evaluate-dialogues``."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from nebras_bot.cli import main
 from nebras_bot.evaluation import dialogues as dl
 
-from .conftest import REPO_ROOT
-
-START_TIMEOUT_S = 240
+from .live_server import serve_rest
 
 # The mini bot remembers order_id in a slot (from_entity); utter_track_order has a variant for an
 # empty slot ("Which order is it about?") and one that repeats the id.
@@ -52,50 +45,11 @@ conversations:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def rasa_server(mini_bot_archive, tmp_path_factory):
-    """``rasa run`` with the REST channel on a free port; stopped (terminate, then kill) afterwards."""
-    root = tmp_path_factory.mktemp("rasa_run")
-    credentials = root / "credentials.yml"
-    credentials.write_text("rest:\n")
-    port = _free_port()
-    log = root / "rasa.log"
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-    rasa = Path(sys.executable).with_name("rasa")
-    with log.open("w") as handle:
-        proc = subprocess.Popen(
-            [str(rasa), "run", "--model", str(mini_bot_archive), "--port", str(port), "--interface", "127.0.0.1",
-             "--credentials", str(credentials)],
-            cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"rasa run exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/webhooks/rest/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"rasa run did not answer within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
+def rasa_server(mini_nlu):
+    """The mini bot (loaded once per session) answering on its REST channel."""
+    with serve_rest(mini_nlu.agent) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_player_against_rasa_run(rasa_server, tmp_path, capsys):
@@ -118,7 +72,8 @@ def test_player_against_rasa_run(rasa_server, tmp_path, capsys):
         ("an expectation the bot does not meet is reported", "must_match")]
     assert result["conversations_passed"] == 2
     assert result["latency_ms"]["p50"] > 0
-    summary = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr().out  # the in-process server's log lines may be mixed in
+    summary = json.JSONDecoder().raw_decode(printed[printed.index('{\n  "conversations"'):])[0]
     assert summary["failures"] == 1 and summary["turns"] == 6
 
 

@@ -31,31 +31,37 @@ TRAIN = [{"instruction": "track order 12345", "response": "Order {order_id} is b
 
 
 @pytest.fixture(scope="module")
-def nlu_run(tmp_path_factory, mini_bot_archive, mini_bot_domain, untrained_model_dir):
+def nlu_run(tmp_path_factory, mini_nlu, mini_bot_domain, untrained_model_dir):
     root = tmp_path_factory.mktemp("nlu")
     data = write_csv(root / "data.csv", ROWS)
     train = write_csv(root / "train.csv", TRAIN)
     out = root / "out"
-    metrics = run_evaluation(model=untrained_model_dir, data=data, train=train, out=out, nlu=mini_bot_archive,
+    # mini_nlu is RasaNLU(<archive>), exactly what --nlu <archive> builds, loaded once per session.
+    metrics = run_evaluation(model=untrained_model_dir, data=data, train=train, out=out, nlu=mini_nlu,
                              domain=mini_bot_domain, show_progress=False, timeout_s=30)
     predictions = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
     return metrics, predictions, {"data": data, "train": train, "root": root}
 
 
-def test_nlu_parse_gives_intent_and_entities(mini_bot_archive):
-    parser = RasaNLU(mini_bot_archive)
-    try:
-        parsed = parser.parse("where is order 33210")
-    finally:
-        parser.close()
+def test_nlu_parse_gives_intent_and_entities(mini_nlu, mini_bot_archive):
+    parsed = mini_nlu.parse("where is order 33210")
     assert parsed.intent == "track_order"
     assert parsed.entities == {"order_id": "33210"}
     assert 0.0 < parsed.confidence <= 1.0
+    assert mini_nlu.path == mini_bot_archive
+
+
+def test_unloadable_nlu_model_is_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"not a rasa model")
+    with pytest.raises(RuntimeError, match="could not load the Rasa model"):
+        RasaNLU(broken)
 
 
 def test_evaluate_takes_intent_and_entities_from_the_rasa_model(nlu_run):
     metrics, predictions, _ = nlu_run
     assert metrics["intent_source"] == "nlu" and metrics["n"] == len(ROWS)
+    assert metrics["nlu_model"].endswith(".tar.gz")
     by_text = {p["instruction"]: p for p in predictions}
     track = by_text["where is order 33210"]
     # The entity comes from the Rasa model's regex extractor (the CSV has none) ...
