@@ -93,6 +93,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each server")
     parser.add_argument("--timeout", type=float, default=900.0, help="HTTP timeout per reply (s)")
+    parser.add_argument("--name", default=NAME, help="result name (results/<name>.json), for supplementary runs")
     args = parser.parse_args(argv)
 
     from nebras_bot import paths
@@ -140,7 +141,7 @@ def main(argv: List[str] | None = None) -> int:
     ratio = figures["batched"]["replies_per_s"] / figures["one_at_a_time"]["replies_per_s"]
     clean = all(f["errors"] == 0 and f["empty_replies"] == 0 for f in figures.values())
     path = common.write_result(
-        NAME, ratio, TARGET, figures, model=description, model_source=source, conversations=args.conversations,
+        args.name, ratio, TARGET, figures, model=description, model_source=source, conversations=args.conversations,
         turns=args.turns, rounds=args.rounds, batch_size=args.batch_size, wait_ms=args.wait_ms,
         fast_path=args.fast_path, max_new_tokens=args.max_new_tokens, zero_errors_and_empty=clean,
         ratio_definition="replies/s micro-batched / replies/s one-at-a-time (same server code, batch size 1)",
@@ -151,7 +152,7 @@ def main(argv: List[str] | None = None) -> int:
         [[label, f["replies"], f["replies_per_s"], f["p50_s"], f["p95_s"], f["errors"], f["empty_replies"],
           f["generated_replies"]] for label, f in figures.items()],
     )
-    print(common.verdict(NAME, ratio, TARGET) + ("" if clean else "  (ERRORS OR EMPTY REPLIES)"))
+    print(common.verdict(args.name, ratio, TARGET) + ("" if clean else "  (ERRORS OR EMPTY REPLIES)"))
     print(f"wrote {path}")
     return 0 if clean else 1
 

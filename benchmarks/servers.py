@@ -36,7 +36,8 @@ def materialise_model(source: str, seed: int = 0) -> str:
     if not source.startswith(loader.GPT2_SCRATCH):
         return source
     spec = source.split(":", 1)[1] if ":" in source else "default"
-    target = bench_dir() / f"model-{spec}-seed{seed}"
+    label = Path(spec).stem if spec.endswith(".json") else spec  # a config file: its name, not its path
+    target = bench_dir() / f"model-{label}-seed{seed}"
     if not (target / "config.json").is_file():
         loaded = loader.gpt2_from_config(spec, seed=seed)
         loaded.model.save_pretrained(target)
