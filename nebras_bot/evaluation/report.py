@@ -273,6 +273,8 @@ def section_rasa_test(results: Optional[RasaTestResults]) -> str:
         parts.append(f"<p>Action accuracy {fmt(results.story_report.get('accuracy'), 3)}; conversation accuracy "
                      f"{fmt(results.story_report.get('conversation_accuracy', {}).get('accuracy') if isinstance(results.story_report.get('conversation_accuracy'), Mapping) else None, 3)}.</p>")
         parts.append(table(["action", "precision", "recall", "F1", "support"], _classification_rows(results.story_report)))
+        if results.story_confusion_png:
+            parts.append(image(plots.to_data_uri(results.story_confusion_png), "action confusion matrix"))
     else:
         parts.append(missing("story report", "rasa test core --stories tests"))
     if results.failed_stories is not None:

@@ -21,6 +21,7 @@ INTENT_REPORT = "intent_report.json"
 INTENT_CONFUSION = "intent_confusion_matrix.png"
 INTENT_HISTOGRAM = "intent_histogram.png"
 STORY_REPORT = "story_report.json"
+STORY_CONFUSION = "story_confusion_matrix.png"
 FAILED_STORIES = "failed_test_stories.yml"
 
 # Training log keys accepted (the first one present wins).
@@ -188,6 +189,7 @@ class RasaTestResults:
     histogram_png: Optional[bytes]
     story_report: Optional[Dict[str, Any]]
     failed_stories: Optional[str]
+    story_confusion_png: Optional[bytes] = None
 
 
 def find_rasa_results(directory: Optional[Path] = None) -> Optional[RasaTestResults]:
@@ -200,6 +202,7 @@ def find_rasa_results(directory: Optional[Path] = None) -> Optional[RasaTestResu
 
     intent, story = maybe(INTENT_REPORT), maybe(STORY_REPORT)
     confusion, histogram, failed = maybe(INTENT_CONFUSION), maybe(INTENT_HISTOGRAM), maybe(FAILED_STORIES)
+    story_confusion = maybe(STORY_CONFUSION)
     if not any((intent, story, confusion)):
         return None
     return RasaTestResults(
@@ -209,6 +212,7 @@ def find_rasa_results(directory: Optional[Path] = None) -> Optional[RasaTestResu
         histogram_png=histogram.read_bytes() if histogram else None,
         story_report=_read_json(story) if story else None,
         failed_stories=failed.read_text(encoding="utf-8") if failed else None,
+        story_confusion_png=story_confusion.read_bytes() if story_confusion else None,
     )
 
 

@@ -77,6 +77,7 @@ def build_home(home: Path) -> dict:
         "action_order_status": {"precision": 1.0, "recall": 1.0, "f1-score": 1.0, "support": 3},
         "accuracy": 1.0, "conversation_accuracy": {"accuracy": 1.0, "correct": 5, "with_warnings": 0, "total": 5},
     }))
+    _png(results / "story_confusion_matrix.png")
     (results / "failed_test_stories.yml").write_text("# None of the test stories failed - all good!")
     (results / "dialogues.json").write_text(json.dumps({
         "conversations": 2, "conversations_passed": 1, "turns": 5, "turns_passed": 4, "pass_rate": 0.9,

@@ -42,6 +42,7 @@ def test_every_section_is_rendered_from_its_inputs(home):
     assert "near_duplicates" in _section(page, "data-card")
     rasa = _section(page, "rasa-test")
     assert "0.947" in rasa and "Failed test stories: 0" in rasa and "data:image/png;base64," in rasa
+    assert rasa.count("data:image/png;base64,") == 2  # intent and action confusion matrices
     assert "context_retention" in _section(page, "dialogues")
     assert "Your order 123 is on its way." in _section(page, "examples")
 
