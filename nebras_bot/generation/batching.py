@@ -56,7 +56,9 @@ class DecodeRequest:
 
 
 @dataclass
-class _Row:
+class Row:
+    """One prompt being decoded: its request, the tokens so far and why it stopped."""
+
     request: DecodeRequest
     generated: List[int] = field(default_factory=list)
     stopped_by: Optional[str] = None
@@ -114,7 +116,7 @@ class GreedyEngine:
             }
         )
 
-    def _process(self, scores: torch.Tensor, seen: torch.Tensor, rows: List[_Row]) -> torch.Tensor:
+    def _process(self, scores: torch.Tensor, seen: torch.Tensor, rows: List[Row]) -> torch.Tensor:
         """Repetition penalty (``RepetitionPenaltyLogitsProcessor``) then the generated-only n-gram ban."""
         penalty = self.settings.repetition_penalty
         if penalty != 1.0:
@@ -129,7 +131,7 @@ class GreedyEngine:
 
     # ------------------------------------------------------------------ decoding
 
-    def _stop_reason(self, row: _Row, token: int, now: float) -> Optional[str]:
+    def _stop_reason(self, row: Row, token: int, now: float) -> Optional[str]:
         request = row.request
         if not request.force_length:
             if self._hit_marker(row.generated):
@@ -173,11 +175,12 @@ class GreedyEngine:
         for ids in prompts:
             if not ids:
                 raise ValueError("empty prompt")
-        rows = [_Row(request) for request in requests]
+        rows = [Row(request) for request in requests]
         logits, cache, mask, positions = self.prefill(prompts)
-        return self._loop(rows, prompts, logits, cache, mask, positions, started)
+        return self.decode_rows(rows, prompts, logits, cache, mask, positions, started)
 
-    def _loop(self, rows, prompts, logits, cache, mask, positions, started) -> List[Completion]:
+    def decode_rows(self, rows, prompts, logits, cache, mask, positions, started) -> List[Completion]:
+        """Greedy steps after a prefill (``prefill``) until every row has stopped."""
         width = max(len(ids) for ids in prompts)
         # Tokens for the repetition penalty: each row's prompt, left-filled with its own first token
         # (a duplicate index changes nothing), never the padding.
@@ -214,7 +217,7 @@ class GreedyEngine:
         seconds = time.perf_counter() - started
         return [self._completion(row, len(ids), seconds) for row, ids in zip(rows, prompts)]
 
-    def _completion(self, row: _Row, prompt_tokens: int, seconds: float) -> Completion:
+    def _completion(self, row: Row, prompt_tokens: int, seconds: float) -> Completion:
         raw = self.tokenizer.decode(row.generated, skip_special_tokens=False)
         text = raw
         if self.tokenizer.eos_token:

@@ -32,7 +32,7 @@ from typing import Any, List, Optional, Sequence
 import torch
 from torch import nn
 
-from nebras_bot.generation.batching import BatchingWorker, DecodeRequest, GreedyEngine, _Row
+from nebras_bot.generation.batching import BatchingWorker, DecodeRequest, GreedyEngine, Row
 from nebras_bot.generation.decoding import Completion, Decoder
 from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings
 
@@ -213,8 +213,8 @@ class FastDecoder:
             else:
                 logits, cache, mask, positions = self.engine.prefill([ids])
             self._cache, self._cached_ids = None, []  # invalid while decoding (an error leaves it unusable)
-            row = _Row(request)
-            completion = self.engine._loop([row], [ids], logits, cache, mask, positions, started)[0]
+            row = Row(request)
+            completion = self.engine.decode_rows([row], [ids], logits, cache, mask, positions, started)[0]
             if self.reuse_prefix:
                 # The cache now holds the prompt and every generated token but the last one.
                 self._cache, self._cached_ids = cache, ids + row.generated[:-1]
