@@ -1,7 +1,8 @@
-"""`rasa test core --stories tests/test_stories.yml` on the trained assistant: every story passes.
+"""The story part of `rasa test --stories tests` on the trained assistant: every story passes.
 
-The test stories carry the user's text, so the trained NLU must also classify each message
-correctly for its story to pass; a wrong intent fails the story.
+`rasa test` runs the stories end to end (`--e2e`): the user's text in each test story is parsed by
+the trained NLU, so a wrong intent or entity fails the story, and then the policies must predict
+every action. (`rasa test core` without `--e2e` would use the stories' gold intents instead.)
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import yaml
 def test_all_test_stories_pass(trained_rasa_model, repo_root, rasa_cmd, rasa_env, tmp_path):
     out = tmp_path / "results"
     result = subprocess.run(
-        rasa_cmd + ["test", "core", "--model", str(trained_rasa_model),
+        rasa_cmd + ["test", "core", "--e2e", "--model", str(trained_rasa_model),
                     "--stories", "tests/test_stories.yml", "--out", str(out), "--no-plot"],
         cwd=repo_root, env=rasa_env, capture_output=True, text=True, timeout=600,
     )
