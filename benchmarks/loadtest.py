@@ -51,6 +51,7 @@ DEFAULT_CONCURRENCY = 200
 DEFAULT_HTTP_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 900.0  # loading the Rasa model takes minutes on a busy 2-core machine
 TRAIN_TIMEOUT_S = 1200.0
+ACTION_SERVER_TIMEOUT_S = 300
 
 
 def log(message: str) -> None:
@@ -311,8 +312,13 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     env = child_env(NEBRAS_DB_URL=db_url, NEBRAS_HOME=str(ROOT))
     log(f"model {model.name}, response model {nlg_dir}, run dir {run_dir}")
 
+    # rasa_sdk runs synchronous actions on Sanic's event loop: under 200 simultaneous conversations
+    # requests wait in line longer than Sanic's default 60 s request/response timeouts, and Sanic
+    # then closes them ("Cannot write to closing transport" on Rasa's side). Sanic reads SANIC_*.
+    action_env = dict(env, SANIC_REQUEST_TIMEOUT=str(ACTION_SERVER_TIMEOUT_S),
+                      SANIC_RESPONSE_TIMEOUT=str(ACTION_SERVER_TIMEOUT_S))
     actions = Server("action server", [str(BIN / "rasa"), "run", "actions", "--port", str(action_port),
-                                      "--actions", "actions"], env, run_dir / "actions.log")
+                                      "--actions", "actions"], action_env, run_dir / "actions.log")
     serve = None
     try:
         wait_until(f"http://127.0.0.1:{action_port}/health", actions, START_TIMEOUT_S)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any, Dict, List, Optional, Text
 
 import aiohttp
@@ -91,8 +92,45 @@ def fallback_response(body: Dict[str, Any]) -> Dict[str, Any]:
     return {"events": [], "responses": [_bot(UNAVAILABLE_TEXT)]}
 
 
+# At most this many action calls in flight per server process: rasa_sdk runs actions one at a time
+# on its event loop, and a flood of simultaneous connections makes it drop them ("Cannot write to
+# closing transport"); waiting here instead costs nothing the action server could have used.
+MAX_CONCURRENT_ACTION_CALLS = 16
+# A call whose connection was dropped before the request was written is retried this many times.
+DROPPED_CONNECTION_RETRIES = 2
+RETRY_DELAY_S = 0.5
+
+
+def _dropped_connection(error: BaseException) -> bool:
+    """The server accepted and dropped the connection (not: refused it, i.e. it is down)."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(error, (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError))
+
+
 class ResilientActionEndpoint(EndpointConfig):
     """The action endpoint with the fallbacks above when the action server is unreachable."""
+
+    _limits: "weakref.WeakKeyDictionary[Any, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+    def _limit(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        semaphore = self._limits.get(loop)
+        if semaphore is None:
+            semaphore = self._limits[loop] = asyncio.Semaphore(MAX_CONCURRENT_ACTION_CALLS)
+        return semaphore
+
+    async def _request_with_retries(self, *args: Any, **kwargs: Any) -> Optional[Any]:
+        async with self._limit():
+            for attempt in range(DROPPED_CONNECTION_RETRIES + 1):
+                try:
+                    return await super().request(*args, **kwargs)
+                except Exception as error:  # noqa: BLE001 - filtered right below
+                    if attempt == DROPPED_CONNECTION_RETRIES or not _dropped_connection(error):
+                        raise
+                    logger.warning("action server dropped the connection (%s); retrying", error)
+                    await asyncio.sleep(RETRY_DELAY_S * (attempt + 1))
+        return None  # pragma: no cover - the loop returns or raises
 
     @classmethod
     def wrap(cls, endpoint: Optional[EndpointConfig]) -> Optional[EndpointConfig]:
@@ -107,7 +145,7 @@ class ResilientActionEndpoint(EndpointConfig):
                       content_type: Optional[Text] = "application/json", compress: bool = False,
                       **kwargs: Any) -> Optional[Any]:
         try:
-            return await super().request(method, subpath, content_type, compress, **kwargs)
+            return await self._request_with_retries(method, subpath, content_type, compress, **kwargs)
         except Exception as error:  # noqa: BLE001 - filtered right below
             body = kwargs.get("json")
             if not isinstance(body, dict) or "next_action" not in body or not _unreachable(error):
