@@ -209,6 +209,18 @@ def _write_json(path: Path, payload: Any) -> None:
 # --------------------------------------------------------------------------- the run
 
 
+
+def _fresh_accelerator(*, mixed_precision: str, grad_accum: int) -> "Accelerator":
+    """An Accelerator for this run. accelerate keeps its settings in a process-wide singleton and
+    refuses a second run with another precision in the same process (``nebras learn``, tests), so
+    the run-level state is reset first; the process-level state (the distributed group that
+    ``accelerate launch`` set up) is kept."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+
 def train(
     recipe: Recipe | str | Path = "default",
     *,
@@ -230,7 +242,6 @@ def train(
     leaving ``<version>.partial/`` with its last checkpoint for ``resume``.
     """
     import torch
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     recipe = load_recipe(recipe).with_overrides({"max_minutes": max_minutes, "max_steps": max_steps})
@@ -261,9 +272,7 @@ def train(
     torch.manual_seed(recipe.seed)
 
     use_bf16 = recipe.bf16 == "true" or (recipe.bf16 == "auto" and bf16_supported())
-    accelerator = Accelerator(
-        mixed_precision="bf16" if use_bf16 else "no", gradient_accumulation_steps=recipe.grad_accum
-    )
+    accelerator = _fresh_accelerator(mixed_precision="bf16" if use_bf16 else "no", grad_accum=recipe.grad_accum)
     dataset_version = json.loads((data_dir / CARD_JSON).read_text()).get("version", data_dir.name) if (data_dir / CARD_JSON).is_file() else data_dir.name
 
     # ---- model and data
