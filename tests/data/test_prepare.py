@@ -80,7 +80,8 @@ def test_prepare_writes_a_versioned_clean_dataset(bitext_dir: Path, tmp_path: Pa
     assert other.version != dataset.version
 
 
-def test_prepare_cli_and_clear_errors(bitext_dir: Path, tmp_path: Path, capsys) -> None:
+def test_prepare_cli_and_clear_errors(bitext_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("NEBRAS_BITEXT_DIR", raising=False)  # no --bitext means no Bitext (CI sets it)
     assert main(["data", "prepare", "--bitext", str(bitext_dir), "--out", str(tmp_path / "d"), "--no-stories"]) == 0
     assert "dataset " in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -112,8 +113,9 @@ def test_domain_response_dialogues_pair_nlu_examples_with_utter_intent() -> None
     ("auto", False, 3), ("auto", True, 0), ("always", True, 3), ("never", False, 0),
 ])
 def test_domain_responses_are_added_without_bitext(
-    mode: str, with_bitext: bool, expected_domain: int, bitext_dir: Path, tmp_path: Path
+    mode: str, with_bitext: bool, expected_domain: int, bitext_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
+    monkeypatch.delenv("NEBRAS_BITEXT_DIR", raising=False)  # without Bitext means none from the environment
     settings = DataSettings(validation_fraction=0.2, test_fraction=0.2, domain_responses=mode)
     dataset = prepare(bitext_dir if with_bitext else None, tmp_path / "d", settings,
                       domain=RASA / "domain.yml", stories=[RASA / "data"], progress=False)
