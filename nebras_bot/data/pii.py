@@ -38,6 +38,7 @@ _PHONE_LENGTHS = range(7, 16)
 # Card-network prefixes (IIN ranges): Visa, Mastercard, American Express, Discover, JCB, Diners, Maestro.
 _CARD_PREFIX = re.compile(r"^(4|5[1-5]|2[2-7]|3[47]|6011|65|64[4-9]|35|30[0-5]|36|38|50|5[6-8]|6[37])")
 _CARD_GROUPS = re.compile(r"^\d{4}([ \-]\d{4}){2,3}([ \-]\d{1,3})?$")
+_CARD_INSIDE = re.compile(r"(?<![\d+])\d{4}(?:[ \-]\d{4}){3}(?![ \-]?\d)")
 # Written in IBAN groups ("DE89 3704 0044 0532 ..."): scrubbed even when the checksum fails.
 _IBAN_SPACED = re.compile(r"^[A-Z]{2}\d{2}( [A-Z0-9]{4}){3,7}( [A-Z0-9]{1,3})?$")
 _SENTENCE_BREAK = re.compile(r"(?<=\d)[.,]\s+")
@@ -147,10 +148,26 @@ def find(text: str) -> List[Tuple[int, int, str]]:
             for part in _SENTENCE_BREAK.split(span.text):
                 start = text.index(part, offset)
                 offset = start + len(part)
-                kind = classify_number(part)
-                if kind:
-                    candidates.append((start, offset, kind))
+                candidates.extend(_classify_run(part, start))
     return _longest_first(candidates)
+
+
+def _classify_run(run: str, start: int) -> List[Tuple[int, int, str]]:
+    """Spans of the numbers in one run of digits and separators, judged as a whole first. A run
+    that is no number as a whole may be two side by side ("+44 7911 123456 4111 1111 1111 1111"):
+    a card written in groups inside it is taken out and the rest on each side judged again."""
+    kind = classify_number(run)
+    if kind:
+        return [(start, start + len(run), kind)]
+    card = _CARD_INSIDE.search(run)
+    if not card:
+        return []
+    spans = [(start + card.start(), start + card.end(), CARD)]
+    for piece, offset in ((run[:card.start()], 0), (run[card.end():], card.end())):
+        stripped = piece.strip(" -.")
+        if stripped:
+            spans.extend(_classify_run(stripped, start + offset + piece.index(stripped)))
+    return spans
 
 
 def _longest_first(candidates: Iterable[Tuple[int, int, str]]) -> List[Tuple[int, int, str]]:

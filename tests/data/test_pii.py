@@ -20,6 +20,11 @@ SCRUB_CASES = [
     ("amex 3782 822463 10005 ok", "amex [CARD] ok"),
     ("iban DE89 3704 0044 0532 0130 00 please", "iban [IBAN] please"),
     ("iban GB82WEST12345698765432.", "iban [IBAN]."),
+    # Two numbers side by side, no word between them: each is still found.
+    ("call +44 7911 123456 4111 1111 1111 1111 now", "call [PHONE] [CARD] now"),
+    ("4111 1111 1111 1111 +44 7911 123456", "[CARD] [PHONE]"),
+    ("+1 (555) 123-4567 5500-0000-0000-0004 ok", "[PHONE] [CARD] ok"),
+    ("on 2024-01-05 4111 1111 1111 1111", "on 2024-01-05 [CARD]"),
     # Not PII: order ids, amounts, dates, invoice numbers, short numbers, failed checksums.
     ("where is order 113542617735902?", "where is order 113542617735902?"),
     ("order 732201349959 please", "order 732201349959 please"),

@@ -151,8 +151,6 @@ def test_harvested_slot_values_are_scrubbed() -> None:
     assert EMAIL not in json.dumps(event) and event["name"] == "email"
 
 
-@pytest.mark.xfail(strict=True, reason="known scrubber gap (nebras_bot/data/pii.py): a phone number directly "
-                   "followed by a card number is read as one unclassifiable digit run and neither is scrubbed")
 def test_adjacent_phone_and_card_are_scrubbed() -> None:
     from nebras_bot.data.pii import scrub
 
