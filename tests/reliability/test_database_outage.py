@@ -7,10 +7,8 @@ throw-away database."""
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import threading
 import time
-import uuid
 
 import logging
 
@@ -21,37 +19,15 @@ from reliability.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(180)]
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+from helpers.services import PG_HOST, PG_PORT, PG_USER, scratch_pg_database
 WRITES = 60
 OUTAGE_S = 3.0
 
 
-def _postgres_up() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def scratch_database():
-    if not _postgres_up():
-        pytest.skip(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
-    name = f"nebras_rel_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"cannot create a scratch database on PostgreSQL: {error}")
-    try:
+    with scratch_pg_database("nebras_rel") as name:
         yield name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_ticket_writes_survive_a_database_outage(scratch_database, caplog) -> None:

@@ -11,8 +11,6 @@
 """
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -20,46 +18,16 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-PG_HOST = os.environ.get("NEBRAS_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("NEBRAS_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("NEBRAS_TEST_PG_USER", "postgres")
-PG_ADMIN_DB = os.environ.get("NEBRAS_TEST_PG_DB", "test")
-AMQP_HOST = os.environ.get("NEBRAS_TEST_AMQP_HOST", "127.0.0.1")
-AMQP_PORT = int(os.environ.get("NEBRAS_TEST_AMQP_PORT", "5672"))
+from helpers.services import AMQP_HOST, AMQP_PORT, PG_HOST, PG_PORT, PG_USER, answers, pg_url as pg_admin_url, scratch_pg_database  # noqa: F401
+
 AMQP_USER, AMQP_PASSWORD = "guest", "guest"
 RUN_ID = uuid.uuid4().hex[:10]
 
 
-def answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def pg_admin_url(database: str = PG_ADMIN_DB) -> str:
-    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    if not answers(PG_HOST, PG_PORT):
-        pytest.skip(f"PostgreSQL does not answer on {PG_HOST}:{PG_PORT} (start it to run the services tests)")
-    name = f"nebras_services_{RUN_ID}"
-    admin = sa.create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", future=True)
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL on {PG_HOST}:{PG_PORT} answers but cannot create a test database: {error}")
-    try:
+    with scratch_pg_database("nebras_services") as name:
         yield name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ duplicating or interleaving events (checked in the tracker store's ``events`` ta
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +16,7 @@ import sqlalchemy as sa
 
 from .conftest import VENV_BIN, child_env, free_port, stop, wait_http
 
-PG_HOST = os.environ.get("NEBRAS_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("NEBRAS_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("NEBRAS_TEST_PG_USER", "postgres")
-PG_ADMIN_DB = os.environ.get("NEBRAS_TEST_PG_DB", "test")
-REDIS_HOST = os.environ.get("NEBRAS_TEST_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("NEBRAS_TEST_REDIS_PORT", "6379"))
+from helpers.services import PG_HOST, PG_PORT, PG_USER, REDIS_HOST, REDIS_PORT, answers, scratch_pg_database
 
 pytestmark = pytest.mark.services
 
@@ -38,35 +31,12 @@ SCRIPT = [
 ]
 
 
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def tracker_db() -> Iterator[str]:
-    if not _answers(PG_HOST, PG_PORT):
-        pytest.skip(f"PostgreSQL does not answer on {PG_HOST}:{PG_PORT}")
-    if not _answers(REDIS_HOST, REDIS_PORT):
+    if not answers(REDIS_HOST, REDIS_PORT):
         pytest.skip(f"Redis does not answer on {REDIS_HOST}:{REDIS_PORT}")
-    name = f"nebras_scaleout_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}",
-                             isolation_level="AUTOCOMMIT", future=True)
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"cannot create a PostgreSQL test database: {error}")
-    try:
+    with scratch_pg_database("nebras_scaleout") as name:
         yield name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _endpoints(path: Path, database: str, prefix: str) -> Path:
