@@ -28,6 +28,7 @@ COPY scripts/bootstrap.sh scripts/bootstrap.sh
 COPY nebras_bot/__init__.py nebras_bot/__init__.py
 COPY actions/__init__.py actions/__init__.py
 COPY components/__init__.py components/__init__.py
+COPY rasa_sdk_plugins/__init__.py rasa_sdk_plugins/__init__.py
 RUN ./scripts/bootstrap.sh \
  && find .venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
@@ -53,6 +54,7 @@ COPY --from=builder /app/.venv /app/.venv
 COPY --chown=nebras:nebras nebras_bot /app/nebras_bot
 COPY --chown=nebras:nebras actions /app/actions
 COPY --chown=nebras:nebras components /app/components
+COPY --chown=nebras:nebras rasa_sdk_plugins /app/rasa_sdk_plugins
 COPY --chown=nebras:nebras data /app/data
 COPY --chown=nebras:nebras deploy /app/deploy
 COPY --chown=nebras:nebras scripts /app/scripts

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -135,6 +136,9 @@ def test_ticket_kept_while_down_then_filed_once(domain, support_db, tmp_path) ->
         assert ticket["email"] == EMAIL and ticket["sender_id"] == SENDER and ticket["origin"] == "form"
         outbox = rows(engine, "ticket_outbox")
         assert outbox[0]["delivered_at"] is not None and outbox[0]["ticket_id"] == ticket["id"]
+        # the action server's own /metrics (rasa_sdk plug-in) counts the ticket it filed
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'nebras_tickets_created_total{origin="form"} 1.0' in metrics, metrics[-1500:]
 
         # 3. the user retries the same request: the same ticket, not a second one
         texts = bot_texts(run_action("action_create_ticket", webhook, domain, tracker))
