@@ -10,6 +10,8 @@
   ``NEBRAS_BITEXT_DIR`` is set. Set ``NEBRAS_TEST_RASA_MODEL=/path/model.tar.gz`` to reuse a model
   you trained yourself. Takes about 2-3 minutes on 2 cores (most of it the first time only:
   Rasa's component cache in ``.rasa/cache`` makes a re-train with unchanged NLU data faster).
+- ``sanic_test_mode`` / ``sanic_app_registry`` (autouse): several tests build Rasa's Sanic apps in
+  this one process (``rasa.server.create_app`` always names its app "rasa_server"), see below.
 """
 from __future__ import annotations
 
@@ -98,3 +100,40 @@ def trained_rasa_model(tmp_path_factory) -> Path:
     if result.returncode != 0 or not model.is_file():
         pytest.fail(f"rasa train failed (rc={result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sanic_test_mode():
+    """Run the whole session with ``Sanic.test_mode`` on (Sanic 21.12).
+
+    Sanic keeps process-wide state that only test mode makes safe for many apps in one process:
+    ``Sanic._app_registry`` refuses a second app of the same name ('Sanic app name "rasa_server"
+    already in use'), and ``TouchUp.run`` (called by every app's start-up) recompiles
+    ``HttpProtocol.connection_task`` and friends from their source; outside test mode the second
+    app's start-up recompiles the already recompiled method, for which ``inspect.getsource``
+    returns the wrong lines, and fails with ``KeyError('connection_task')`` (or another method's
+    name). Test mode keeps the original methods aside and recompiles
+    those. It must be on before the FIRST app starts (the originals are kept aside on that run),
+    hence session scope and autouse: it is set before any test's own fixtures.
+    """
+    try:
+        from sanic import Sanic
+    except ImportError:  # pragma: no cover - sanic comes with rasa
+        yield
+        return
+    previous = Sanic.test_mode
+    Sanic.test_mode = True
+    yield
+    Sanic.test_mode = previous
+
+
+@pytest.fixture(autouse=True)
+def sanic_app_registry(sanic_test_mode):
+    """Forget the Sanic apps a test registered once it is done, so an app (and the Rasa agent it
+    holds) does not outlive its test through ``Sanic._app_registry``. Apps registered by wider
+    fixtures (a module's server) are forgotten too; nothing in rasa or sanic looks them up by name
+    while they serve."""
+    yield
+    sanic = sys.modules.get("sanic")
+    if sanic is not None:
+        sanic.Sanic._app_registry.clear()

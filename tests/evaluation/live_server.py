@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -34,7 +33,8 @@ def serve_rest(agent: Any) -> Iterator[str]:
 
     app = server.create_app(agent=agent)
     register([RestInput()], app, route="/webhooks/")
-    app.name = f"nebras_eval_{uuid.uuid4().hex[:8]}"  # Sanic wants a unique name per app in a process
+    # The app registered itself as "rasa_server" (create_app's name); a second app of that name in
+    # this process is allowed because tests/conftest.py runs the suite with ``Sanic.test_mode`` on.
     port = free_port()
     # ws="none": rasa pins an old websockets that uvicorn's websocket protocol cannot import (no
     # websocket routes here). log_level="critical": Sanic 21.12's ASGI lifespan shutdown raises an

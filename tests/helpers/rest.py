@@ -8,9 +8,7 @@ while one conversation awaits a slow generation, the loop serves the others.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import uuid
 from typing import Any, AsyncIterator
 
 REST_WEBHOOK = "/webhooks/rest/webhook"
@@ -23,31 +21,18 @@ async def rest_client(agent: Any) -> AsyncIterator[Any]:
     from rasa.core.channels.channel import register
     from rasa.core.channels.rest import RestInput
 
+    from .asgi import asgi_lifespan
+
+    # create_app names every app "rasa_server": a second one in this process is only allowed
+    # because tests/conftest.py runs the suite with ``Sanic.test_mode`` on.
     app = server.create_app(agent=agent)
     app.config.KEEP_ALIVE = False
     register([RestInput()], app, route="/webhooks/")
-    # create_app names every app "rasa_server"; Sanic needs a unique name per app in one process.
-    app.name = f"rasa_rest_{uuid.uuid4().hex[:8]}"
 
-    inbox: asyncio.Queue = asyncio.Queue()
-    outbox: asyncio.Queue = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put))
-    started = await asyncio.wait_for(outbox.get(), timeout=30)
-    if started.get("type") != "lifespan.startup.complete":
-        lifespan.cancel()
-        raise RuntimeError(f"the Sanic app did not start: {started}")
-    try:
+    async with asgi_lifespan(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://rasa.test", timeout=60) as client:
             yield client
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(outbox.get(), timeout=10)
-        lifespan.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await lifespan
 
 
 async def send(client: Any, sender: str, text: str) -> list:

@@ -6,7 +6,6 @@ Slack Web API / Telegram Bot API. No internet.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -15,6 +14,7 @@ import uuid
 
 import httpx
 import pytest
+from helpers.asgi import asgi_lifespan
 
 from .conftest import ROOT, SLACK_SECRET, TELEGRAM_SECRET, TELEGRAM_TOKEN
 
@@ -175,26 +175,9 @@ async def test_channels_without_environment_are_disabled_and_the_server_still_bu
     channels = run.create_http_input_channels(None, str(ROOT / "credentials.yml"))
     assert {c.name() for c in channels} >= {"rest", "nebras", "slack", "telegram"}
     app = run.configure_app(channels, enable_api=False, port=0)
-    await _asgi_startup(app)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rasa") as client:
-        slack = await client.post("/webhooks/slack/webhook", json={})
-        telegram = await client.post("/webhooks/telegram/webhook", json={})
+    async with asgi_lifespan(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rasa") as client:
+            slack = await client.post("/webhooks/slack/webhook", json={})
+            telegram = await client.post("/webhooks/telegram/webhook", json={})
     assert slack.status_code == 503 and "SLACK_SIGNING_SECRET" in slack.json()["detail"]
     assert telegram.status_code == 503 and "TELEGRAM_SECRET_TOKEN" in telegram.json()["detail"]
-
-
-async def _asgi_startup(app) -> None:
-    """Send the ASGI lifespan start-up to a Sanic app (what an ASGI server does first)."""
-    queue: asyncio.Queue = asyncio.Queue()
-    await queue.put({"type": "lifespan.startup"})
-    sent = []
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}}, queue.get, send))
-    deadline = time.monotonic() + 30
-    while not sent:
-        assert time.monotonic() < deadline, "Sanic app did not start"
-        await asyncio.sleep(0.05)
-    assert sent[0]["type"] == "lifespan.startup.complete", sent
