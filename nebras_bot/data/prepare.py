@@ -214,6 +214,20 @@ def _serialise(dialogues: List[Dialogue]) -> str:
     return "".join(d.json(sort_keys=True) + "\n" for d in dialogues) if dialogues else ""
 
 
+def write_split(directory: Path, name: str, dialogues: List[Dialogue]) -> None:
+    """One split of a dataset directory: ``<name>.jsonl`` (every dialogue) and ``<name>.csv``
+    (Bitext columns, the single-exchange Bitext and domain dialogues) - what ``nebras train`` and
+    ``nebras evaluate`` read."""
+    (directory / f"{name}.jsonl").write_text(_serialise(dialogues), encoding="utf-8")
+    with (directory / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for dialogue in dialogues:
+            row = csv_row(dialogue) if dialogue.source in CSV_SOURCES else None
+            if row:
+                writer.writerow(row)
+
+
 def prepare(
     bitext_dir: Optional[Path | str] = None,
     out_dir: Optional[Path | str] = None,
@@ -262,14 +276,7 @@ def prepare(
     directory = target / version
     directory.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
-        (directory / f"{name}.jsonl").write_text(payloads[name], encoding="utf-8")
-        with (directory / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for dialogue in splits[name]:
-                row = csv_row(dialogue) if dialogue.source in CSV_SOURCES else None
-                if row:
-                    writer.writerow(row)
+        write_split(directory, name, splits[name])
     (directory / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True), encoding="utf-8")
     (directory / CARD_MD).write_text(card_markdown(version, card), encoding="utf-8")
     logger.info("dataset %s written to %s (%s)", version, directory, card["dialogues_per_split"])

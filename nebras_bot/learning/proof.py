@@ -18,7 +18,6 @@ a temporary directory and draws the figure (a few minutes on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import logging
@@ -100,7 +99,7 @@ def _dialogue(did: str, intent: str, user: str, agent: str) -> Dialogue:
 
 def write_fixture(home: Path) -> Path:
     """A prepared-dataset directory without the missing topic, and a small Rasa domain."""
-    from nebras_bot.data.prepare import CSV_COLUMNS
+    from nebras_bot.data.prepare import write_split
 
     splits: Dict[str, List[Dialogue]] = {"train": [], "validation": [], "test": []}
     for intent, (replies, questions) in BASE_TOPICS.items():
@@ -110,14 +109,7 @@ def write_fixture(home: Path) -> Path:
     directory = home / "models" / "datasets" / "proof-base"
     directory.mkdir(parents=True, exist_ok=True)
     for name, dialogues in splits.items():
-        (directory / f"{name}.jsonl").write_text("".join(d.json() + "\n" for d in dialogues), encoding="utf-8")
-        with (directory / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for d in dialogues:
-                writer.writerow({**{c: "" for c in CSV_COLUMNS}, "context": "customer support",
-                                 "role": "virtual assistant", "instruction": d.turns[0].text,
-                                 "intent": d.turns[0].intent, "response": d.turns[1].text})
+        write_split(directory, name, dialogues)
     (directory / "data_card.json").write_text(json.dumps({"version": "proof-base", "dialogues_per_split": {
         k: len(v) for k, v in splits.items()}}), encoding="utf-8")
     intents = list(BASE_TOPICS) + [MISSING_TOPIC, "inform"]

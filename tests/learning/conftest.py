@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
+from nebras_bot.data.prepare import write_split
 from nebras_bot.data.records import Dialogue, Turn
 from nebras_bot.support import db
 from nebras_bot.support.service import SupportService, reset_services
 
-CSV_COLUMNS = ("context", "role", "instruction", "intent", "entity_type", "entity_value", "start_offset",
-               "end_offset", "category", "tags", "response")
 
 
 @pytest.fixture
@@ -40,15 +38,7 @@ def write_dataset(directory: Path, splits: Dict[str, List[Dialogue]]) -> Path:
     """A dataset directory shaped like ``nebras data prepare`` output."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, dialogues in splits.items():
-        (directory / f"{name}.jsonl").write_text("".join(d.json() + "\n" for d in dialogues), encoding="utf-8")
-        with (directory / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for d in dialogues:
-                writer.writerow({"context": "customer support", "role": "virtual assistant",
-                                 "instruction": d.turns[0].text, "intent": d.turns[0].intent or "",
-                                 "entity_type": "", "entity_value": "", "start_offset": "", "end_offset": "",
-                                 "category": "", "tags": "", "response": d.turns[1].text})
+        write_split(directory, name, dialogues)
     (directory / "data_card.json").write_text(json.dumps({"version": directory.name, "dialogues_per_split": {
         k: len(v) for k, v in splits.items()}}), encoding="utf-8")
     (directory / "data_card.md").write_text(f"# Data card: dataset {directory.name}\n", encoding="utf-8")
