@@ -172,7 +172,8 @@ def rasa_server(serving_bot_model: Path, fake_apis, tmp_path_factory) -> Iterato
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(VENV_BIN / "rasa"), "run", "--model", str(serving_bot_model), "--credentials",
-             str(credentials), "--port", str(port), "--interface", "127.0.0.1"],
+             str(credentials), "--port", str(port), "--interface", "127.0.0.1",
+             "--enable-api"],  # the tests read trackers back: a rejected payload stores nothing
             cwd=str(workdir), env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

@@ -49,6 +49,13 @@ def slack_replies(fake, channel: str):
     return [c for c in fake.find("slack", "chat.postMessage") if c["body"].get("channel") == channel]
 
 
+def stored_user_texts(server, sender_id: str) -> list:
+    """The user messages Rasa's tracker store holds for ``sender_id`` (Rasa's HTTP API)."""
+    response = server.client.get(f"{server.root}/conversations/{sender_id}/tracker")
+    response.raise_for_status()
+    return [event.get("text") for event in response.json().get("events", []) if event.get("event") == "user"]
+
+
 def new_channel() -> str:
     return "D" + uuid.uuid4().hex[:10].upper()
 
@@ -60,6 +67,7 @@ def test_signed_slack_event_is_answered_through_the_slack_api(rasa_server, fake_
     replies = fake_apis.wait_for("slack", "chat.postMessage", lambda c: c["body"].get("channel") == channel)
     assert [c["body"]["text"] for c in replies] == [GREETING]
     assert replies[0]["authorization"] == "Bearer xoxb-test"  # SLACK_TOKEN from the environment
+    assert stored_user_texts(rasa_server, "U" + channel) == ["hello"]
 
 
 @pytest.mark.parametrize("case", ["wrong_secret", "no_signature", "stale_timestamp", "tampered_body"])
@@ -78,6 +86,7 @@ def test_slack_event_with_a_bad_signature_is_rejected(rasa_server, fake_apis, ca
     assert "signed" in response.text
     time.sleep(NO_REPLY_WAIT_S)
     assert slack_replies(fake_apis, channel) == []
+    assert stored_user_texts(rasa_server, "U" + channel) == []  # nothing stored
 
 
 def test_slack_retry_of_an_answered_event_is_not_answered_twice(rasa_server, fake_apis):
@@ -145,6 +154,7 @@ def test_telegram_update_with_the_secret_is_answered_through_the_bot_api(rasa_se
     replies = fake_apis.wait_for("telegram", "sendMessage", lambda c: str(c["body"].get("chat_id")) == str(chat_id))
     assert [c["body"]["text"] for c in replies] == [GREETING]
     assert replies[0]["token"] == TELEGRAM_TOKEN
+    assert stored_user_texts(rasa_server, str(chat_id)) == ["hello"]
 
 
 @pytest.mark.parametrize("secret", [None, "", "wrong-secret", TELEGRAM_SECRET + "x"])
@@ -154,6 +164,7 @@ def test_telegram_update_without_the_right_secret_token_is_rejected(rasa_server,
     assert response.status_code == 403
     time.sleep(1.0)  # the webhook answers after the turn, so nothing can still be on its way
     assert telegram_replies(fake_apis, chat_id) == []
+    assert stored_user_texts(rasa_server, str(chat_id)) == []  # nothing stored
 
 
 @pytest.mark.parametrize("payload", ["not json", json.dumps({"update_id": "x", "message": 5})])
