@@ -103,15 +103,9 @@ def ensure_tiny_nlg(work: Path) -> Path:
     directory = work / "nlg-tiny"
     if (directory / "nebras.json").is_file():
         return directory
-    from nebras_bot.generation.loader import tiny_gpt2
+    from nebras_bot.generation.loader import save_tiny_gpt2
 
-    loaded = tiny_gpt2(seed=0)
-    directory.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(directory)
-    loaded.tokenizer.save_pretrained(directory)
-    (directory / "nebras.json").write_text(json.dumps(
-        {"version": TINY_NLG_VERSION, "base_model": "gpt2-scratch:tiny", "retrieval": False}))
-    return directory
+    return save_tiny_gpt2(directory, TINY_NLG_VERSION, seed=0)
 
 
 def write_endpoints(path: Path, action_port: int, nlg_dir: Path, rephrase_all: bool, nlg_timeout: float) -> Path:

@@ -164,6 +164,18 @@ def tiny_gpt2(seed: int = 0, **overrides) -> LoadedModel:
     return gpt2_from_config("tiny", seed=seed, **overrides)
 
 
+def save_tiny_gpt2(directory: Path, version: str, seed: int = 0) -> Path:
+    """A tiny random GPT-2 saved like a registry version (``save_pretrained`` + ``nebras.json``):
+    a model directory for tests, the load test and benchmarks."""
+    loaded = tiny_gpt2(seed=seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    loaded.model.save_pretrained(directory)
+    loaded.tokenizer.save_pretrained(directory)
+    metadata = {METADATA_VERSION_KEY: version, "base_model": f"{GPT2_SCRATCH}:tiny", "retrieval": False}
+    (directory / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
+    return directory
+
+
 # --------------------------------------------------------------------------- SmolLM2 (packaged GGUF)
 
 

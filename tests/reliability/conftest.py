@@ -19,15 +19,9 @@ TEMPLATE_GREET = "Hello! I am the Nebras test bot. How can I help?"
 
 
 def save_tiny_model(directory: Path, version: str, seed: int = 0) -> Path:
-    from nebras_bot.generation.loader import tiny_gpt2
+    from nebras_bot.generation.loader import save_tiny_gpt2
 
-    loaded = tiny_gpt2(seed=seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(directory)
-    loaded.tokenizer.save_pretrained(directory)
-    (directory / "nebras.json").write_text(json.dumps(
-        {"version": version, "base_model": "gpt2-scratch:tiny", "retrieval": False}))
-    return directory
+    return save_tiny_gpt2(directory, version, seed)
 
 
 @pytest.fixture(scope="session")
