@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import socket
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
 import yaml
+from helpers.processes import free_port, stop  # noqa: F401 - re-exported for the deploy tests
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -87,17 +87,3 @@ def substitute(text: str, values: Dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

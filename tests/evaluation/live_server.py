@@ -7,19 +7,13 @@ start-up in a ``rasa run`` subprocess.
 """
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
+from helpers.processes import free_port
 
 START_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

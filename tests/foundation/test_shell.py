@@ -13,16 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.processes import free_port, stop
 
 ORDER_ID = "732201349959"  # one of the seeded orders (nebras_bot.support.orders.BITEXT_ORDER_IDS)
 GREETINGS = ("I'm Nebras, the customer-support assistant", "I'm Nebras. What can I do for you")
 ORDER_QUESTIONS = ("What's the order number?", "Which order number is it about?")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> bool:
@@ -60,11 +55,7 @@ def action_server(repo_root, rasa_cmd, rasa_env, tmp_path):
         endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{port}/webhook"\n')
         yield endpoints, env
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
 
 

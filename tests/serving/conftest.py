@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Dict, Iterator, Optional
 
 import httpx
 import pytest
+from helpers.processes import free_port, stop  # noqa: F401 - re-exported for serving/reliability tests
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_BOT = ROOT / "tests" / "fixtures" / "serving_bot"
@@ -23,12 +23,6 @@ VENV_BIN = Path(sys.executable).parent
 TOKEN = "contract-test-token"
 RATE_PER_MINUTE = 30
 RATE_BURST = 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float, ok=(200,), proc: Optional[subprocess.Popen] = None,
@@ -60,14 +54,6 @@ def child_env(**extra: str) -> Dict[str, str]:
     return env
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _fixture_hash() -> str:
