@@ -70,18 +70,12 @@ class GenerationSettings(BaseSettings):
     class Config:
         env_prefix = "NEBRAS_GEN_"
 
-    @validator("mode")
-    def _known_mode(cls, value: str) -> str:  # noqa: N805 - pydantic validator
+    @validator("mode", "fast_path")
+    def _known_choice(cls, value: str, field) -> str:  # noqa: N805 - pydantic validator
+        allowed = {"mode": MODES, "fast_path": FAST_PATHS}[field.name]
         value = str(value).strip().lower()
-        if value not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
-        return value
-
-    @validator("fast_path")
-    def _known_fast_path(cls, value: str) -> str:  # noqa: N805 - pydantic validator
-        value = str(value).strip().lower()
-        if value not in FAST_PATHS:
-            raise ValueError(f"fast_path must be one of {', '.join(FAST_PATHS)}, not {value!r}")
+        if value not in allowed:
+            raise ValueError(f"{field.name} must be one of {', '.join(allowed)}, not {value!r}")
         return value
 
     @classmethod
