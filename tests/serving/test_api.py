@@ -238,6 +238,18 @@ def test_feedback_rates_the_last_bot_reply(make_client, support_stores):
     assert record.model_version == reply["model_version"] and record.comment == "too short"
 
 
+def test_feedback_with_an_empty_message_text_rates_the_last_bot_reply(make_client, support_stores):
+    """Found by schemathesis: message_text "" was taken as the rated text and failed with a 500."""
+    client = make_client()
+    sid = sender()
+    reply = client.post("/v1/chat", json={"sender_id": sid, "message": "hello"}).json()
+    stored = client.post("/v1/feedback", json={"sender_id": sid, "rating": "up", "message_text": ""})
+    assert stored.status_code == 201, stored.text
+    assert support_stores[1].since(0)[-1].bot_text == reply["messages"][-1]["text"]
+    unknown = client.post("/v1/feedback", json={"sender_id": sender(), "rating": "up", "message_text": ""})
+    assert unknown.status_code == 404
+
+
 def test_feedback_without_a_conversation_is_404_and_a_bad_rating_422(make_client, support_stores):
     client = make_client()
     assert client.post("/v1/feedback", json={"sender_id": sender(), "rating": "up"}).status_code == 404

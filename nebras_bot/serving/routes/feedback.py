@@ -50,8 +50,9 @@ async def feedback(request: Request, body: FeedbackRequest) -> FeedbackResponse:
     """Rate a bot reply. Without ``message_text`` the conversation's last bot reply is rated."""
     from starlette.concurrency import run_in_threadpool
 
-    reply = {"text": body.message_text, "generated": body.generated, "model_version": body.model_version}
-    if not body.message_text:
+    # An empty message_text means "not given" (rate the last reply), like a missing one.
+    reply = {"text": body.message_text or None, "generated": body.generated, "model_version": body.model_version}
+    if reply["text"] is None:
         found = await last_bot_reply(request.app.state.agent_holder.agent, body.sender_id)
         if found is None:
             raise HTTPException(status_code=404, detail="this conversation has no bot reply to rate")
