@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 from typing import Any, Dict, Optional, Text
 
 from rasa.core.nlg.response import TemplatedNaturalLanguageGenerator
@@ -54,6 +55,25 @@ MODEL_VERSION = "model_version"
 FALLBACK_REASON = "generation_fallback"
 
 
+def generation_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``GenerationSettings`` options among an ``nlg:`` section's keys (NLG-only and Rasa's own
+    endpoint keys removed)."""
+    return {k: v for k, v in options.items() if k not in (*IGNORED_OPTIONS, GENERATE_ACTIONS, CHANNELS)}
+
+
+def endpoint_generation_options(endpoints: Any) -> Dict[str, Any]:
+    """The generation options of ``endpoints.yml``'s ``nlg:`` section, read as Rasa reads it
+    (``${VAR}`` expanded); empty when the file is missing or its NLG is not this class."""
+    from rasa.utils.endpoints import read_endpoint_config
+
+    if not endpoints or not Path(endpoints).is_file():
+        return {}
+    config = read_endpoint_config(str(endpoints), "nlg")
+    if config is None or config.type != f"{__name__}.{GPT2NaturalLanguageGenerator.__name__}":
+        return {}
+    return generation_options(dict(config.kwargs))
+
+
 class GPT2NaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
     """Templated responses rewritten in context by a GPT-2-family model, with a templated fallback."""
 
@@ -69,12 +89,11 @@ class GPT2NaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
         super().__init__(domain.responses if domain else {})
         options: Dict[str, Any] = dict(endpoint_config.kwargs) if endpoint_config else {}
         options.update(kwargs)
-        for key in IGNORED_OPTIONS:
-            options.pop(key, None)
-        self.generate_actions = set(options.pop(GENERATE_ACTIONS, DEFAULT_GENERATE_ACTIONS) or ())
-        channels = options.pop(CHANNELS, None)
+        self.generate_actions = set(options.get(GENERATE_ACTIONS, DEFAULT_GENERATE_ACTIONS) or ())
+        channels = options.get(CHANNELS)
         self.channels = set(channels) if channels else None
-        self.settings = GenerationSettings.from_options(options)
+        # explicit options: they win over NEBRAS_GEN_* and the model's nebras.json (settings.py)
+        self.settings = GenerationSettings.from_options(generation_options(options))
         # follows models/nlg/current: promotion/rollback and a model that appears later are picked up
         self.generator = generator if generator is not None else ReloadingGenerator.load(self.settings)
         if not self.generator.available:

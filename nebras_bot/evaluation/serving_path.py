@@ -21,6 +21,7 @@ from nebras_bot.generation.prompt import PromptContext
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_ENDPOINTS: Any = object()  # build_generator: the project's endpoints.yml
 GENERATIVE_RESPONSE = "utter_generative"  # the generative response policy's action (components/)
 
 
@@ -28,17 +29,25 @@ class ModelUnavailableError(RuntimeError):
     """The model to evaluate could not be loaded."""
 
 
-def build_generator(model: Path | str, timeout_s: Optional[float] = None):
-    """A ``ResponseGenerator`` for ``model`` with the serving settings (``NEBRAS_GEN_*``).
+def build_generator(model: Path | str, timeout_s: Optional[float] = None, endpoints: Path | str | None = DEFAULT_ENDPOINTS):
+    """A ``ResponseGenerator`` for ``model`` with serving's settings, in serving's precedence:
+    defaults < the model's ``nebras.json`` < ``NEBRAS_GEN_*`` < the ``nlg:`` keys of ``endpoints``
+    (the project's ``endpoints.yml`` by default; its ``model`` key is ignored: ``model`` is scored).
 
-    ``timeout_s`` overrides the per-reply time limit (serving's default otherwise). Raises
-    :class:`ModelUnavailableError` when the model cannot be loaded: evaluating the templated
+    ``timeout_s`` overrides the per-reply time limit. Raises :class:`ModelUnavailableError` when the
+    model cannot be loaded (or its nebras.json settings are unusable): evaluating the templated
     fallback as if it were the model would be misleading.
     """
+    from nebras_bot import paths
     from nebras_bot.generation.generator import ResponseGenerator
-    from nebras_bot.generation.settings import GenerationSettings
+    from nebras_bot.generation.settings import OPTION_ALIASES, GenerationSettings
+    from nebras_bot.nlg import endpoint_generation_options
 
-    settings = GenerationSettings()
+    if endpoints is DEFAULT_ENDPOINTS:
+        endpoints = paths.home() / "endpoints.yml"
+    options = {k: v for k, v in endpoint_generation_options(endpoints).items()
+               if OPTION_ALIASES.get(k, k) != "model"}
+    settings = GenerationSettings.from_options(options)
     if timeout_s is not None:
         settings = settings.copy(update={"timeout_s": float(timeout_s)})
     generator = ResponseGenerator.load(settings, source=str(model))

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from nebras_bot.generation import guard, placeholders
-from nebras_bot.generation.loader import LoadedModel, ModelLoadError, load_causal_lm, read_metadata
+from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
 from nebras_bot.generation.prompt import PromptContext, build_prompt
-from nebras_bot.generation.settings import GenerationSettings
+from nebras_bot.generation.settings import GenerationSettings, ModelSettingsError, model_settings
 from nebras_bot.monitoring import metrics
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,28 @@ def _load_exemplars(directory: Path) -> Any:
         return None
 
 
+def settings_for_model(settings: GenerationSettings, source: str) -> GenerationSettings:
+    """``settings`` completed with the model directory's ``nebras.json`` (prompt and generation
+    blocks) where the environment and explicit options left a field unset (precedence: defaults <
+    model < environment < explicit; :mod:`nebras_bot.generation.settings`). Sources that are not a
+    directory (``gpt2-scratch``, a hub id) have no ``nebras.json``: ``settings`` unchanged.
+    Raises :class:`ModelSettingsError` (naming the file) for unusable values."""
+    directory = Path(str(source))
+    if not directory.is_dir():
+        return settings
+    metadata, origin = read_metadata(directory), str(directory / METADATA_FILE)
+    resolved = settings.with_model_settings(metadata, origin)
+    stated = model_settings(metadata, origin)  # valid: with_model_settings checked it
+    if stated:
+        overridden = sorted(set(stated) & settings.__fields_set__)
+        logger.info(
+            "generation settings from %s: %s%s", origin,
+            ", ".join(f"{k}={v}" for k, v in sorted(resolved.from_model.items())) or "none used",
+            f"; overridden by the environment or explicit options: {', '.join(overridden)}" if overridden else "",
+        )
+    return resolved
+
+
 class ResponseGenerator:
     """Generates replies with one loaded causal LM; degrades to templated replies without one."""
 
@@ -123,6 +145,11 @@ class ResponseGenerator:
             logger.exception("Response model %r failed to load; serving templated replies only", source)
             metrics.ERRORS.labels(component="generation").inc()
             return cls(None, settings, load_error=f"{type(error).__name__}: {error}")
+        try:
+            settings = settings_for_model(settings, loaded.source)
+        except ModelSettingsError as error:
+            logger.error("Response model %r not used: %s. Serving templated replies only.", source, error)
+            return cls(None, settings, load_error=str(error))
         index = None
         if settings.use_retrieval and Path(loaded.source).is_dir():
             index = _load_exemplars(Path(loaded.source))

@@ -1,14 +1,25 @@
 """Settings of the generation stage: one typed object, the only place where defaults live.
 
-Read from the environment with the prefix ``NEBRAS_GEN_`` (``NEBRAS_GEN_MODEL``,
-``NEBRAS_GEN_TIMEOUT_S``, ...); the Rasa NLG class overrides them with the ``nlg:`` keyword
-arguments of ``endpoints.yml`` (see :meth:`GenerationSettings.from_options`).
+Precedence, lowest first (one place: :meth:`GenerationSettings.from_options` for the last two,
+:meth:`GenerationSettings.with_model_settings` for the model's block):
+
+1. the defaults of the fields below;
+2. the loaded model's ``nebras.json`` (written by ``nebras train``): its ``prompt`` block, its
+   ``generation`` block and its ``exemplars`` count; only :data:`MODEL_KEYS` (how the model was
+   trained to be prompted, decoded and guarded; never serving choices such as the timeout);
+3. the environment, prefix ``NEBRAS_GEN_`` (``NEBRAS_GEN_MAX_NEW_TOKENS``, ``NEBRAS_GEN_TIMEOUT_S``, ...);
+4. explicit options: the ``nlg:`` keys of ``endpoints.yml``, or keyword arguments in code.
+
+A field set by the environment or explicitly is in ``__fields_set__`` and is never replaced by the
+model's value. A bad value or an unknown key in ``nebras.json`` is an error naming the file
+(:class:`ModelSettingsError`): that model is not loaded (serving keeps templated replies, or the
+model it had; ``nebras evaluate`` stops), rather than being served with settings nobody chose.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from pydantic import BaseSettings, Field, validator
+from pydantic import BaseSettings, Field, PrivateAttr, ValidationError, validator
 
 from nebras_bot.generation.prompt import PromptSettings
 
@@ -25,6 +36,24 @@ OPTION_ALIASES = {
     "history_turns": "max_history_turns",
     "timeout": "timeout_s",
 }
+
+# The fields a model's nebras.json may set: how it was trained to be prompted (``prompt`` block,
+# ``exemplars``), decoded and guarded (``generation`` block).
+MODEL_PROMPT_KEYS = ("max_history_turns", "max_prompt_tokens", "max_field_chars")
+MODEL_GENERATION_KEYS = (
+    "max_history_turns", "max_prompt_tokens", "max_field_chars", "exemplars",
+    "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty",
+    "no_repeat_ngram_size", "min_chars", "max_chars", "max_repeated_ngram",
+)
+MODEL_KEYS = MODEL_GENERATION_KEYS
+METADATA_PROMPT = "prompt"
+METADATA_GENERATION = "generation"
+METADATA_EXEMPLARS = "exemplars"
+METADATA_RETRIEVAL = "retrieval"
+
+
+class ModelSettingsError(ValueError):
+    """A model directory's nebras.json holds generation settings that cannot be used."""
 
 
 class GenerationSettings(BaseSettings):
@@ -49,6 +78,7 @@ class GenerationSettings(BaseSettings):
     # --- prompt
     max_history_turns: int = Field(6, ge=0)
     max_prompt_tokens: int = Field(384, ge=32)
+    max_field_chars: int = Field(600, ge=20, description="longest text of one prompt field (template, exemplar)")
 
     # --- decoding
     max_new_tokens: int = Field(60, ge=1, le=512)
@@ -66,6 +96,9 @@ class GenerationSettings(BaseSettings):
     min_chars: int = Field(2, ge=1)
     max_chars: int = Field(600, ge=10)
     max_repeated_ngram: int = Field(2, ge=1, description="a 4-word sequence may appear at most this often")
+
+    # the values with_model_settings took from the model's nebras.json (not a setting)
+    _from_model: dict = PrivateAttr(default_factory=dict)
 
     class Config:
         env_prefix = "NEBRAS_GEN_"
@@ -94,9 +127,56 @@ class GenerationSettings(BaseSettings):
                 values[name] = value
         return cls(**values)
 
+    def with_model_settings(self, metadata: Mapping[str, Any], origin: str = "nebras.json") -> "GenerationSettings":
+        """These settings with the model's ``nebras.json`` values filled in where nothing more
+        specific (environment, explicit option) set the field; ``origin`` names the file in errors.
+
+        Returns ``self`` when the model has nothing to add. Raises :class:`ModelSettingsError`.
+        """
+        from_model = model_settings(metadata, origin)
+        applied = {key: value for key, value in from_model.items() if key not in self.__fields_set__}
+        if not applied:
+            return self
+        try:
+            resolved = type(self)(**{**self.dict(), **applied})
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            raise ModelSettingsError(f"invalid generation settings in {origin}: {problems}") from error
+        object.__setattr__(resolved, "__fields_set__", set(self.__fields_set__))  # still "not explicit"
+        resolved._from_model = dict(applied)
+        return resolved
+
+    @property
+    def from_model(self) -> dict[str, Any]:
+        """The values :meth:`with_model_settings` took from the model (empty when none)."""
+        return dict(self._from_model)
+
     def prompt_settings(self) -> PromptSettings:
         return PromptSettings(
             max_history_turns=self.max_history_turns,
             max_prompt_tokens=self.max_prompt_tokens,
             max_exemplars=self.exemplars if self.use_retrieval else 0,
+            max_field_chars=self.max_field_chars,
         )
+
+
+def model_settings(metadata: Mapping[str, Any], origin: str = "nebras.json") -> dict[str, Any]:
+    """The generation settings a model's ``nebras.json`` states (``prompt`` + ``generation`` blocks,
+    ``exemplars`` when trained with retrieval); unknown keys are a :class:`ModelSettingsError`."""
+    values: dict[str, Any] = {}
+    for block, allowed in ((METADATA_PROMPT, MODEL_PROMPT_KEYS), (METADATA_GENERATION, MODEL_GENERATION_KEYS)):
+        data = metadata.get(block)
+        if data is None:
+            continue
+        if not isinstance(data, Mapping):
+            raise ModelSettingsError(f"invalid generation settings in {origin}: {block!r} must be a mapping, not {data!r}")
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ModelSettingsError(
+                f"invalid generation settings in {origin}: unknown {block!r} key(s) {', '.join(map(repr, unknown))}; "
+                f"a model may set: {', '.join(allowed)}"
+            )
+        values.update({key: value for key, value in data.items() if value is not None})
+    if metadata.get(METADATA_RETRIEVAL) and metadata.get(METADATA_EXEMPLARS) is not None:
+        values.setdefault(METADATA_EXEMPLARS, metadata[METADATA_EXEMPLARS])
+    return values
