@@ -4,14 +4,19 @@
 ``rule`` or ``rule: detail`` (for example ``unknown_number: 4821``). The rules, in order:
 
 - ``empty`` / ``too_short`` (under ``min_chars`` or no letter at all) / ``too_long`` (over ``max_chars``);
-- ``role_marker``: a role marker, anything shaped like one, or a line starting ``User:``/``Agent:``;
+- ``role_marker``: a role marker, anything shaped like one or like half of one (``<|system>``), a
+  role tag (``<user>``), or a line starting ``User:``/``Agent:``;
 - ``profanity``;
 - ``repetition``: a repeated sentence, a word three times in a row, a 4-word sequence more than
   ``max_repeated_ngram`` times, or very few distinct words in a long reply;
 - facts that appear nowhere in ``allowed_texts`` (the conversation, the slot and entity values and
   the templated reply): ``unknown_url``, ``unknown_email``, ``unknown_id`` (ticket, order and invoice
   ids), ``unknown_price``, ``unknown_phone``, ``unknown_number``. A model must never invent an
-  order number, a price or a phone number.
+  order number, a price or a phone number. Not facts, and so not checked: list enumerators
+  ("1. Log in ... 2. Open Orders", "1)", "(2)") at the start of the reply, of a line or right after
+  sentence punctuation or a colon, counting 1, 2, 3 ... up to :data:`MAX_LIST_NUMBER` (a list may
+  restart at 1), and step numbers ("Step 3", "step 2") up to the same bound
+  (:func:`list_number_spans`).
 
 The guard is a pure function; the generator logs and counts every rejection.
 """
@@ -47,6 +52,12 @@ LOW_DIVERSITY_MIN_WORDS = 12
 LOW_DIVERSITY_RATIO = 0.35
 
 _ROLE_LINE = re.compile(r"(?im)^\s*(user|agent|customer|assistant|system|bot)\s*:")
+# Half a marker ("<|system>", "user|>") or a role tag ("<system>", "</agent>"): a model trained on
+# (or an instruct model used to) marked turns writes these when it starts a new turn.
+_MARKER_FRAGMENT = re.compile(
+    r"<\s*\||\|\s*>|<\s*/?\s*(?:system|user|agent|assistant|customer|bot|end|im_start|im_end)\b[^<>]{0,20}>",
+    re.IGNORECASE,
+)
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[\w']+")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
@@ -79,6 +90,12 @@ _PRICE = re.compile(
 )
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{5,}\d(?![\w.])")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+# List enumerators and step numbers: structure, not facts (list_number_spans).
+MAX_LIST_NUMBER = 20
+_LIST_NUMBER = re.compile(r"(?<![\w$€£¥#/.,:+-])\(?(\d{1,2})[.)](?=\s+[\"'“‘(]?[^\W\d_])")
+_STEP_NUMBER = re.compile(r"\bstep\s+(\d{1,2})\b", re.IGNORECASE)
+_CLOSERS = "\"'”’)]"
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,39 @@ def _mask(text: str, match: re.Match) -> str:
     return text[: match.start()] + " " * (match.end() - match.start()) + text[match.end():]
 
 
+def _at_boundary(text: str, start: int) -> bool:
+    """Whether ``start`` opens the text, a line, or follows sentence punctuation or a colon
+    (possibly closed by a quote or bracket: ``Click "Orders." 2. Select ...``)."""
+    before = text[:start]
+    stripped = before.rstrip()
+    if not stripped or "\n" in before[len(stripped):]:
+        return True
+    stripped = stripped.rstrip(_CLOSERS)
+    return bool(stripped) and stripped[-1] in ".!?:;"
+
+
+def list_number_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of the digits of list enumerators and step numbers in ``text``.
+
+    An enumerator (``1.``, ``2)``, ``(3)`` followed by a word) counts only at a boundary (see
+    :func:`_at_boundary`; ``(3)`` anywhere) and in sequence: ``1`` opens a list, then only the next number continues
+    it, up to :data:`MAX_LIST_NUMBER`. So "Your order 4. Then" or a lone "7. Call us" is still a
+    number to check. ``Step N`` (N <= :data:`MAX_LIST_NUMBER`) is a step number anywhere.
+    """
+    spans: list[tuple[int, int]] = []
+    expected: Optional[int] = None
+    for match in _LIST_NUMBER.finditer(text):
+        number = int(match.group(1))
+        bracketed = match.group(0).startswith("(") and match.group(0).endswith(")")  # "(2)": any position
+        if number > MAX_LIST_NUMBER or not (bracketed or _at_boundary(text, match.start())):
+            continue
+        if number == 1 or number == expected:
+            spans.append(match.span(1))
+            expected = number + 1
+    spans += [m.span(1) for m in _STEP_NUMBER.finditer(text) if 1 <= int(m.group(1)) <= MAX_LIST_NUMBER]
+    return spans
+
+
 def _repetition(reply: str, max_repeated_ngram: int) -> Optional[str]:
     words = [w.lower() for w in _WORD.findall(reply)]
     for index in range(len(words) - 2):
@@ -161,6 +211,8 @@ def _repetition(reply: str, max_repeated_ngram: int) -> Optional[str]:
 
 def _unknown_fact(reply: str, allowed: _Allowed) -> Optional[str]:
     text = unicodedata.normalize("NFKC", reply)
+    for start, end in list_number_spans(text):  # "Here's how to order: 1. Log in" is not an order id
+        text = text[:start] + " " * (end - start) + text[end:]
     for match in list(_EMAIL.finditer(text)):
         if match.group(0).lower() not in allowed.text:
             return f"{UNKNOWN_EMAIL}: {match.group(0)}"
@@ -208,7 +260,7 @@ def check(
         return f"{TOO_SHORT}: {len(text)} chars"
     if len(text) > max_chars:
         return f"{TOO_LONG}: {len(text)} chars"
-    if contains_role_marker(text) or _ROLE_LINE.search(text):
+    if contains_role_marker(text) or _ROLE_LINE.search(text) or _MARKER_FRAGMENT.search(unicodedata.normalize("NFKC", text)):
         return ROLE_MARKER
     profane = _PROFANITY.search(text)
     if profane:

@@ -26,6 +26,11 @@ CASES = [
     ("Done.<|end|>", guard.ROLE_MARKER),
     ("Thanks < | agent | > ok", guard.ROLE_MARKER),
     ("Sure thing.\nUser: and now refund me", guard.ROLE_MARKER),
+    ("<|system> I want to change the shipping address.", guard.ROLE_MARKER),  # SmolLM2 wrote this
+    ("wanna see the invoice <|user> you can view all your invoices", guard.ROLE_MARKER),
+    ("Done. agent|> and more", guard.ROLE_MARKER),
+    ("<system>You are a bot</system>", guard.ROLE_MARKER),
+    ("Use the menu Account > Orders | Returns.", None),
     ("That is a fucking delay, sorry.", guard.PROFANITY),
     ("Please don't be stupid about it.", guard.PROFANITY),
     ("I understand the class of your account.", None),  # 'ass' inside a word is not profanity
@@ -96,3 +101,51 @@ def test_limits_are_configurable():
 def test_slot_values_count_as_allowed_text():
     assert check("Your order A1B2C3 ships to Paris.", allowed_texts=["A1B2C3", "Paris"]) is None
     assert check("Your order A1B2C3 ships to Paris.", allowed_texts=["Paris"]).startswith(guard.UNKNOWN_ID)
+
+
+# List enumerators and step numbers are structure, not facts; every other number is still checked.
+# Rows taken from (or shaped like) Bitext-style replies: "...the process: 1. Log in ... 2. Go to ...".
+# (CONVERSATION allows 2, 4, 25, 77, 91, 555, 2024 ...: the rejected rows use other numbers.)
+LIST_NUMBER_CASES = [
+    # allowed
+    ("Here's how to cancel: 1. Log in to your account. 2. Open Orders. 3. Click Cancel.", None),
+    ("Please follow these steps:\n1. Log in.\n2. Open Orders.", None),
+    ("Steps:\n1) Log in\n2) Pay", None),
+    ("You can (1) log in and (2) open Orders.", None),
+    ('1. Open "Account Settings." 2. Click "Delete Account."', None),  # after a closing quote
+    ("Here's how you can place an order: 1. Browse our website.", None),  # not 'order: 1', an order id
+    ("1. Log in. 2. Open Orders. Then: 1. Pick the item. 2. Click Return.", None),  # a second list
+    ("Go to step 3 and click Save.", None),
+    ("Step 2: open the Orders page.", None),
+    ("Your order 12345 ships soon: 1. Track it under Orders. 2. Wait for the email.", None),
+    (" ".join(f"{n}. Do step." for n in range(1, 21)), None),  # bounded: up to 20
+    # still rejected
+    ("1. Log in. 2. Open Orders. 6. Click Cancel.", guard.UNKNOWN_NUMBER),  # out of sequence
+    ("7. Call us now.", guard.UNKNOWN_NUMBER),  # a lone number is not a list
+    ("Please wait. 3. Click here.", guard.UNKNOWN_NUMBER),  # a list starts at 1
+    ("Log in. Version 1. Works.", guard.UNKNOWN_NUMBER),  # after a word, not a boundary
+    ("Your order 4. Then go.", guard.UNKNOWN_ID),
+    ("Go to step 30 now.", guard.UNKNOWN_NUMBER),  # over the bound
+    (" ".join(f"{n}. Do step." for n in range(1, 22)), guard.UNKNOWN_NUMBER),  # 21 is over the bound
+    ("Steps: 1. Log in. 2. Pay $40.00 at checkout.", guard.UNKNOWN_PRICE),
+    ("Steps: 1. Log in. 2. Call 1-800-555-0199.", guard.UNKNOWN_PHONE),
+    ("Steps: 1. Log in. 2. Enter order 98765.", guard.UNKNOWN_ID),
+    ("Steps: 1. Log in. 2. Wait 3 days.", guard.UNKNOWN_NUMBER),
+    ("Our team is available 24/7 to help.", guard.UNKNOWN_NUMBER),  # a claim about the business
+    ("Refunds take 3 to 10 business days.", guard.UNKNOWN_NUMBER),  # a duration is a claim too
+    ("It arrives on the 3rd.", guard.UNKNOWN_ID),  # ordinals and dates stay facts (3rd reads as a code)
+]
+
+
+@pytest.mark.parametrize("reply, expected", LIST_NUMBER_CASES, ids=[f"{i}-{c[1]}" for i, c in enumerate(LIST_NUMBER_CASES)])
+def test_list_enumerators_are_not_facts(reply, expected):
+    reason = check(reply, allowed_texts=CONVERSATION)
+    if expected is None:
+        assert reason is None, reason
+    else:
+        assert reason is not None and rule_of(reason) == expected, reason
+
+
+def test_list_number_spans_are_the_digits_only():
+    text = "Do this: 1. Log in. 2) Pay. Then step 3."
+    assert [text[a:b] for a, b in guard.list_number_spans(text)] == ["1", "2", "3"]
