@@ -5,11 +5,12 @@ the prompt pass (prefill) computes only the last position's logits, and every st
 token per row through the KV cache. Each row stops on its own (end marker, eos, its token limit or
 its deadline) and finished rows are dropped from the batch and the cache, so a short reply does
 not keep paying for a long one. Decoding follows :class:`nebras_bot.generation.decoding.Decoder`
-(``model.generate``) exactly: the same repetition penalty over prompt and generated tokens, the
-same no-repeat n-gram rule on generated tokens only, the same stop markers and the same
-``stopped_by`` labels; in fp32 a prompt decoded in a batch gives the reply it gives alone
-(``tests/performance/test_batching.py``). Only greedy decoding is batched; sampling and beam
-search stay with ``Decoder``.
+(``model.generate``) exactly: the same repetition penalty and no-repeat n-gram rule, both over the
+*generated* tokens only (the prompt may be copied freely), the same stop markers and the same
+``stopped_by`` labels. In fp32 the engine gives ``model.generate``'s tokens, and a prompt decoded
+in a left-padded batch gives the reply it gives alone, for GPT-2 and Llama-style (RoPE) models
+(``tests/performance/test_batching.py``, ``tests/performance/test_llama_exactness.py``). Only
+greedy decoding is batched; sampling and beam search stay with ``Decoder``.
 
 :class:`BatchingWorker` owns one engine and one thread. Callers (any thread) ``submit`` a prompt
 and get a ``Future``; the worker takes the first waiting request, waits at most ``wait_ms`` for
@@ -117,9 +118,15 @@ class GreedyEngine:
         )
 
     def _process(self, scores: torch.Tensor, seen: torch.Tensor, rows: List[Row]) -> torch.Tensor:
-        """Repetition penalty (``RepetitionPenaltyLogitsProcessor``) then the generated-only n-gram ban."""
+        """Repetition penalty then the no-repeat n-gram ban, both over the generated tokens only.
+
+        ``seen`` holds the tokens generated so far, one row per live row (all live rows have made
+        the same number of steps); it has no columns before the first token. This is
+        ``RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt length)``, as
+        ``Decoder`` passes it to ``model.generate``.
+        """
         penalty = self.settings.repetition_penalty
-        if penalty != 1.0:
+        if penalty != 1.0 and seen.shape[1] > 0:
             picked = torch.gather(scores, 1, seen)
             picked = torch.where(picked < 0, picked * penalty, picked / penalty)
             scores = scores.scatter(1, seen, picked)
@@ -181,10 +188,8 @@ class GreedyEngine:
 
     def decode_rows(self, rows, prompts, logits, cache, mask, positions, started) -> List[Completion]:
         """Greedy steps after a prefill (``prefill``) until every row has stopped."""
-        width = max(len(ids) for ids in prompts)
-        # Tokens for the repetition penalty: each row's prompt, left-filled with its own first token
-        # (a duplicate index changes nothing), never the padding.
-        seen = torch.tensor([[ids[0]] * (width - len(ids)) + list(ids) for ids in prompts], dtype=torch.long)
+        # Tokens for the repetition penalty: what each live row has generated (the prompt is exempt).
+        seen = torch.empty((len(rows), 0), dtype=torch.long)
         active = list(range(len(rows)))
         while active:
             live = [rows[i] for i in active]

@@ -164,15 +164,19 @@ def test_worker_rejects_bad_settings(tiny, settings, kwargs):
 
 
 def test_repetition_penalty_matches_transformers(tiny, settings):
-    """The penalty over padded rows equals transformers' processor over each row alone."""
+    """The penalty over the generated tokens equals transformers' processor with the prompt ignored."""
     from transformers import RepetitionPenaltyLogitsProcessor
 
     engine = GreedyEngine(tiny.model, tiny.tokenizer, settings)
     scores = torch.randn(2, tiny.model.config.vocab_size)
-    rows_ids = [[5, 9, 9, 300], [7, 8]]
-    seen = torch.tensor([[5, 9, 9, 300], [7, 7, 7, 8]])  # row 2 left-filled with its first token
-    processed = engine._process(scores.clone(), seen, [])
-    reference = RepetitionPenaltyLogitsProcessor(settings.repetition_penalty)
-    for index, ids in enumerate(rows_ids):
-        expected = reference(torch.tensor([ids]), scores[index : index + 1].clone())
+    prompts = [[11, 12, 13], [300, 5]]
+    generated = torch.tensor([[5, 9, 9, 300], [7, 7, 7, 8]])
+    processed = engine._process(scores.clone(), generated, [])
+    for index, prompt in enumerate(prompts):
+        reference = RepetitionPenaltyLogitsProcessor(settings.repetition_penalty, prompt_ignore_length=len(prompt))
+        ids = torch.tensor([prompt + generated[index].tolist()])
+        expected = reference(ids, scores[index : index + 1].clone())
         assert torch.equal(processed[index : index + 1], expected)
+    assert not torch.equal(processed, scores)
+    # Before the first generated token nothing is penalised (the prompt is exempt).
+    assert torch.equal(engine._process(scores.clone(), torch.empty((2, 0), dtype=torch.long), []), scores)
