@@ -23,6 +23,7 @@ from nebras_bot.data.templates import render_template
 from nebras_bot.generation.prompt import PromptContext, PromptSettings, build_training_pair
 
 IGNORE_INDEX = -100
+EXEMPLAR_LINE = "\nexemplar: "  # how the prompt builder writes one exemplar (sanitised: one line)
 
 
 @dataclass
@@ -39,6 +40,12 @@ class Exchange:
 class Encoded:
     input_ids: List[int]
     labels: List[int]
+    # Exemplars the example had (up to the prompt's limit) and how many the prompt builder kept:
+    # it drops exemplars when the system block is over its token budget, which silently turns
+    # retrieval conditioning off (``conditioning_report`` reports it).
+    exemplars_retrieved: int = 0
+    exemplars_in_prompt: int = 0
+    truncated: bool = False  # the completion (reply + <|end|>) was cut by max_length
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -87,9 +94,34 @@ def encode(
     completion_ids = tokenizer(completion, add_special_tokens=False).input_ids
     if len(prompt_ids) >= max_length:  # keep the end of the prompt (the open agent turn)
         prompt_ids = prompt_ids[-(max_length // 2) :]
+    truncated = len(prompt_ids) + len(completion_ids) > max_length
     input_ids = (prompt_ids + completion_ids)[:max_length]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + completion_ids)[:max_length]
-    return Encoded(input_ids=input_ids, labels=labels)
+    return Encoded(
+        input_ids=input_ids,
+        labels=labels,
+        exemplars_retrieved=min(len(example.context.exemplars), settings.max_exemplars),
+        exemplars_in_prompt=prompt.count(EXEMPLAR_LINE),
+        truncated=truncated,
+    )
+
+
+def conditioning_report(examples: Sequence[Encoded]) -> Dict[str, float]:
+    """How many retrieved exemplars reached the prompts, and how many examples were cut.
+
+    ``kept_share`` below 1 means the prompt budget (``max_prompt_tokens // 2`` for the system
+    block) is too small for the recipe's ``exemplars``; ``truncated`` counts examples whose
+    reply lost its end (``<|end|>``) to ``max_length``.
+    """
+    retrieved = sum(e.exemplars_retrieved for e in examples)
+    kept = sum(e.exemplars_in_prompt for e in examples)
+    n = max(1, len(examples))
+    return {
+        "mean_retrieved": round(retrieved / n, 3),
+        "mean_in_prompt": round(kept / n, 3),
+        "kept_share": round(kept / retrieved, 3) if retrieved else 1.0,
+        "truncated": sum(1 for e in examples if e.truncated),
+    }
 
 
 def pack(examples: Sequence[Encoded], max_length: int) -> List[Encoded]:

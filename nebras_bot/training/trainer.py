@@ -43,6 +43,8 @@ LOG_FILE = "training_log.jsonl"
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.json"
 EXEMPLARS_DIR = "exemplars"
+# Below this share of retrieved exemplars reaching the training prompts, the run warns.
+MIN_EXEMPLARS_KEPT = 0.9
 
 
 # --------------------------------------------------------------------------- helpers
@@ -290,6 +292,14 @@ def train(
         )
     _, train_encoded = encode_split(train_dialogues, tokenizer, recipe, templates, index, recipe.max_train_examples)
     _, val_encoded = encode_split(val_dialogues, tokenizer, recipe, templates, index)
+    conditioning = ds.conditioning_report(train_encoded)
+    logger.info("training prompts: %s", conditioning)
+    if conditioning["kept_share"] < MIN_EXEMPLARS_KEPT or conditioning["truncated"]:
+        logger.warning(
+            "the recipe's limits cut the conditioning: %.0f%% of retrieved exemplars reach the prompt "
+            "(raise prompt.max_prompt_tokens), %d replies cut by max_length=%d",
+            100 * conditioning["kept_share"], conditioning["truncated"], recipe.max_length,
+        )
     train_rows = ds.pack(train_encoded, recipe.max_length) if recipe.packing else train_encoded
     if not train_rows or not val_encoded:
         raise ValueError(f"{data_dir}: empty train or validation split")
@@ -437,6 +447,7 @@ def train(
         "budget_clock": recipe.budget_clock,
         "wall_minutes": round((time.time() - wall_started) / 60, 2),
         "stop_reason": stop_reason,
+        "train_prompts": conditioning,
     }
     _write_json(work / METRICS_FILE, metrics)
     metadata = {

@@ -73,6 +73,27 @@ def test_truncation_to_max_length(tokenizer) -> None:
     example = ds.exchanges([_dialogue("a", "hi", "word " * 400)])[0]
     encoded = ds.encode(example, tokenizer, PromptSettings(), max_length=64)
     assert len(encoded.input_ids) == 64 and any(label != ds.IGNORE_INDEX for label in encoded.labels)
+    assert encoded.truncated and ds.conditioning_report([encoded])["truncated"] == 1
+    whole = ds.encode(example, tokenizer, PromptSettings(), max_length=1024)
+    assert not whole.truncated and ds.conditioning_report([whole])["truncated"] == 0
+
+
+def _with_exemplars(words: int) -> ds.Exchange:
+    example = ds.exchanges([_dialogue("a", "where is order 1", "Reply.")], TEMPLATES)[0]
+    example.context.exemplars = [f"First exemplar {'alpha ' * words}", f"Second exemplar {'beta ' * words}"]
+    return example
+
+
+@pytest.mark.parametrize(
+    "max_prompt_tokens, words, kept",
+    [(384, 10, 2), (384, 110, 1), (384, 190, 0), (1024, 110, 2), (1024, 190, 2)],  # 110 words ~ a typical reply
+)
+def test_report_counts_exemplars_the_prompt_budget_drops(tokenizer, max_prompt_tokens, words, kept) -> None:
+    settings = PromptSettings(max_prompt_tokens=max_prompt_tokens, max_field_chars=1200, max_exemplars=2)
+    encoded = ds.encode(_with_exemplars(words), tokenizer, settings, max_length=2048)
+    assert (encoded.exemplars_retrieved, encoded.exemplars_in_prompt) == (2, kept)
+    report = ds.conditioning_report([encoded])
+    assert report["mean_retrieved"] == 2 and report["mean_in_prompt"] == kept and report["kept_share"] == kept / 2
 
 
 PACK_CASES = [

@@ -33,6 +33,33 @@ def test_shipped_recipes_parse_and_bad_ones_are_explained(tmp_path: Path) -> Non
         recipe_path("does-not-exist")
 
 
+def test_default_recipes_keep_two_typical_exemplars_whole_and_the_reply_end() -> None:
+    """The shipped recipes' prompt limits hold the template and two exemplars of p90 Bitext length
+    (900 characters), unclipped, and leave room for the longest reply (279 SmolLM2 tokens)."""
+    from nebras_bot.generation.loader import gpt2_tokenizer
+    from nebras_bot.generation.prompt import PromptContext, PromptTurn, build_prompt
+    from nebras_bot.training.trainer import prompt_settings
+
+    tokenizer = gpt2_tokenizer()
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+    sentence = "I understand you need help with your order {order_id}, and I am here to assist you. "
+    exemplars = [("A " + sentence * 11)[:900], ("B " + sentence * 11)[:900]]
+    context = PromptContext(
+        history=[PromptTurn("user", "can you help me track my order 12345, it has not arrived yet?")],
+        intent="track_order", entities={"order_id": "12345"},
+        template="Your order {order_id} is on its way; you can follow it on the tracking page.",
+        exemplars=exemplars,
+    )
+    for name in ("default", "quick"):
+        recipe = load_recipe(name)
+        prompt = build_prompt(context, prompt_settings(recipe), count)
+        assert all(f"exemplar: {text}" in prompt for text in exemplars), name
+        assert count(prompt) + 280 <= recipe.max_length, name
+
+
 def _log(directory: Path) -> dict:
     """The last logged record per step."""
     records = {}
