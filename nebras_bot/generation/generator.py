@@ -43,7 +43,9 @@ LAST_RESORT_TEXT = (
 NO_MODEL = "no_model"
 TIMEOUT = "timeout"
 ERROR = "error"
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+# A sentence end, but not the "2." of a list enumerator ("... website. 2. Navigate to the"): a reply
+# cut there would end in a dangling "2." (and the guard would read it as an unknown number).
+_SENTENCE_END = re.compile(r"(?<!\s\d)(?<!\s\d\d)(?<!^\d)(?<!^\d\d)[.!?](?=\s|$)")
 
 
 @dataclass

@@ -119,6 +119,22 @@ def test_reply_cut_by_the_token_limit_ends_at_its_last_sentence(loaded):
     assert result.text == "Your order is packed." and result.generated
 
 
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        # what the shipped model wrote within 60 tokens: the cut must not leave a dangling "2."
+        ("Allow me to guide you: 1. Log in to your account. 2. Navigate to the Order",
+         "Allow me to guide you: 1. Log in to your account."),
+        ("I can help. 1. Log in", "I can help."),
+        ("Refunds take 10 days. Then", "Refunds take 10 days."),  # an ordinary cut
+    ],
+)
+def test_cut_reply_never_ends_in_a_list_enumerator(loaded, raw, expected):
+    template = "Refunds take 10 days."
+    result = generator_with(loaded, raw, stopped_by="length").reply(CONTEXT, template)
+    assert result.text == expected and result.generated, result.reason
+
+
 def test_exception_and_empty_template_still_give_a_reply(loaded):
     generator = generator_with(loaded, "unused")
 
