@@ -78,6 +78,16 @@ def _plain_generate(model, tokenizer, prompt: str, new_tokens: int) -> int:
     return int(output.shape[1] - encoded.input_ids.shape[1])
 
 
+def _common_prefix(left: List[int], right: List[int]) -> int:
+    """How many leading tokens two sequences share."""
+    count = 0
+    for a, b in zip(left, right):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model source (default: models/nlg/current, else GPT-2 small from config)")
@@ -85,7 +95,8 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--bleu-rows", type=int, default=54, help="validation rows for BLEU/ROUGE-L (0: skip)")
     parser.add_argument("--new-tokens", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every variant")
-    parser.add_argument("--variants", default="fp32,int8,bf16", help="Nebras precisions to time")
+    parser.add_argument("--variants", default="fp32,int8,bf16", help="Nebras paths to time: fp32|int8|bf16, "
+                        "each optionally +lookup (prompt-lookup decoding), e.g. bf16,bf16+lookup")
     parser.add_argument("--serving", default="int8", help="the variant that is Nebras's serving path")
     parser.add_argument("--name", default=NAME, help="result name (results/<name>.json), for supplementary runs")
     args = parser.parse_args(argv)
@@ -99,6 +110,7 @@ def main(argv: List[str] | None = None) -> int:
     from nebras_bot.generation.decoding import Decoder
     from nebras_bot.generation.fastpath import FastDecoder, prepare_model
     from nebras_bot.generation.generator import ResponseGenerator
+    from nebras_bot.generation.lookup import LOOKUP_TOKENS
     from nebras_bot.generation.settings import GenerationSettings
 
     common.set_threads(args.threads)
@@ -116,10 +128,13 @@ def main(argv: List[str] | None = None) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.serving not in variants:
         variants.append(args.serving)
-    decoders = {}
-    for variant in variants:
-        prepared = model if variant == "fp32" else prepare_model(copy.deepcopy(model), variant)
-        decoders[variant] = FastDecoder(GreedyEngine(prepared, tokenizer, settings))
+    decoders, prepared_models = {}, {}
+    for variant in variants:  # "<precision>" or "<precision>+lookup" (prompt-lookup decoding)
+        precision, _, option = variant.partition("+")
+        if precision not in prepared_models:
+            prepared_models[precision] = model if precision == "fp32" else prepare_model(copy.deepcopy(model), precision)
+        lookup = LOOKUP_TOKENS if option == "lookup" else 0
+        decoders[variant] = FastDecoder(GreedyEngine(prepared_models[precision], tokenizer, settings), lookup_tokens=lookup)
 
     def run(label: str, prompt: str) -> float:
         started = time.perf_counter()
@@ -148,15 +163,20 @@ def main(argv: List[str] | None = None) -> int:
         plain_decoder = Decoder(model, tokenizer, settings)
         refs, outputs = [], {"plain": [], args.serving: []}
         same = 0
+        agreement = {"tokens_compared": 0, "tokens_identical_prefix": 0}
         for (context, template, values, reference), prompt in tqdm(
             list(zip(items, prompts))[: args.bleu_rows], desc=f"quality (plain vs {args.serving})"
         ):
-            texts = {}
+            texts, token_ids = {}, {}
             for label in ("plain", args.serving):
                 decoder = plain_decoder if label == "plain" else decoders[label]
-                text = decoder.complete(prompt).text
+                completion = decoder.complete(prompt)
+                text = completion.text
+                token_ids[label] = tokenizer(completion.raw, add_special_tokens=False).input_ids
                 texts[label] = placeholders.fill(text, values) or text
                 outputs[label].append(texts[label])
+            agreement["tokens_compared"] += len(token_ids["plain"])
+            agreement["tokens_identical_prefix"] += _common_prefix(token_ids["plain"], token_ids[args.serving])
             same += texts["plain"] == texts[args.serving]
             refs.append(reference)
         for label, predictions in outputs.items():
@@ -164,6 +184,10 @@ def main(argv: List[str] | None = None) -> int:
                               "rougeL": textmetrics.rouge(predictions, refs)["rougeL"]}
         quality["rows"] = len(refs)
         quality["identical_replies"] = same
+        # Token agreement: the share of plain's generated tokens that the serving path reproduces
+        # before its first different token (1.0: every reply token for token).
+        quality["token_agreement"] = agreement["tokens_identical_prefix"] / max(1, agreement["tokens_compared"])
+        quality.update(agreement)
         quality["bleu_drop"] = quality["plain"]["bleu"] - quality[args.serving]["bleu"]
         quality["within_tolerance"] = quality["bleu_drop"] <= BLEU_TOLERANCE
         quality["examples"] = [{"plain": p, args.serving: s, "reference": r[:300]}
@@ -176,6 +200,7 @@ def main(argv: List[str] | None = None) -> int:
         "speedup_vs_plain": speedups,
         "quality": quality,
         "prefix_tokens_reused": {v: d.reused_tokens for v, d in decoders.items()},
+        "tokens_per_decoding_pass": {v: d.generated_tokens / max(1, d.decoding_passes) for v, d in decoders.items()},
     }
     path = common.write_result(
         args.name, ratio, TARGET, raw, model=description, model_source=source, dataset=str(dataset.name),
@@ -192,7 +217,8 @@ def main(argv: List[str] | None = None) -> int:
     )
     if quality:
         common.print_table(
-            f"Quality on {quality['rows']} validation rows (identical replies: {quality['identical_replies']})",
+            f"Quality on {quality['rows']} validation rows (identical replies: {quality['identical_replies']}, "
+            f"token agreement {quality['token_agreement']:.3f})",
             ["path", "BLEU", "ROUGE-L"],
             [[label, quality[label]["bleu"], quality[label]["rougeL"]] for label in ("plain", args.serving)],
         )

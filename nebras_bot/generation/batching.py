@@ -136,6 +136,19 @@ class GreedyEngine:
                 scores[index, banned] = -float("inf")
         return scores
 
+    # ------------------------------------------------------------------ for other decoding loops
+
+    def process(self, scores: torch.Tensor, generated: torch.Tensor, rows: List[Row]) -> torch.Tensor:
+        """The decoding rules on next-token ``scores`` (``rows`` x vocab), given the tokens generated so far."""
+        return self._process(scores, generated, rows)
+
+    def stop_reason(self, row: Row, token: int, now: float) -> Optional[str]:
+        """Why ``row`` stops after its latest ``token`` (None: it goes on)."""
+        return self._stop_reason(row, token, now)
+
+    def completion(self, row: Row, prompt_tokens: int, seconds: float) -> Completion:
+        return self._completion(row, prompt_tokens, seconds)
+
     # ------------------------------------------------------------------ decoding
 
     def _stop_reason(self, row: Row, token: int, now: float) -> Optional[str]:

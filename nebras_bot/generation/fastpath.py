@@ -34,6 +34,7 @@ from torch import nn
 
 from nebras_bot.generation.batching import BatchingWorker, DecodeRequest, GreedyEngine, Row
 from nebras_bot.generation.decoding import Completion, Decoder
+from nebras_bot.generation.lookup import LOOKUP_TOKENS, decode_with_lookup
 from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -174,14 +175,17 @@ def _shared_prefix(left: Sequence[int], right: Sequence[int]) -> int:
 class FastDecoder:
     """``Decoder.complete`` for one prompt at a time through the greedy engine, reusing prompt work."""
 
-    def __init__(self, engine: GreedyEngine, reuse_prefix: bool = True) -> None:
+    def __init__(self, engine: GreedyEngine, reuse_prefix: bool = True, lookup_tokens: int = LOOKUP_TOKENS) -> None:
         self.engine = engine
+        self.lookup_tokens = lookup_tokens  # prompt-lookup draft tokens per pass (0: one token per pass)
         self.settings = engine.settings
         self.tokenizer = engine.tokenizer
         self.max_positions = engine.max_positions
         self.tokens = TokenCache(engine.tokenizer)
         self.reuse_prefix = reuse_prefix
         self.reused_tokens = 0  # prompt tokens whose KV came from the previous prompt (all calls)
+        self.generated_tokens = 0  # tokens generated (all calls) ...
+        self.decoding_passes = 0  # ... in this many model passes after the prompt passes
         self._lock = threading.Lock()
         self._cache: Any = None
         self._cached_ids: List[int] = []
@@ -214,7 +218,14 @@ class FastDecoder:
                 logits, cache, mask, positions = self.engine.prefill([ids])
             self._cache, self._cached_ids = None, []  # invalid while decoding (an error leaves it unusable)
             row = Row(request)
-            completion = self.engine.decode_rows([row], [ids], logits, cache, mask, positions, started)[0]
+            if self.lookup_tokens > 0:
+                cache, passes = decode_with_lookup(self.engine, row, ids, logits, cache, self.lookup_tokens)
+                self.decoding_passes += passes
+                completion = self.engine.completion(row, len(ids), time.perf_counter() - started)
+            else:
+                completion = self.engine.decode_rows([row], [ids], logits, cache, mask, positions, started)[0]
+                self.decoding_passes += len(row.generated) - 1
+            self.generated_tokens += len(row.generated)
             if self.reuse_prefix:
                 # The cache now holds the prompt and every generated token but the last one.
                 self._cache, self._cached_ids = cache, ids + row.generated[:-1]

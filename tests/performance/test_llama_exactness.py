@@ -112,3 +112,13 @@ def test_penalising_the_prompt_would_change_the_replies(llama, echo_prompts):
             output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         changed += tokenizer.decode(output[0, ids.shape[1]:]) != expected
     assert changed >= 2
+
+
+@pytest.mark.parametrize("rules", sorted(RULES))
+def test_prompt_lookup_equals_model_generate(llama, echo_prompts, rules):
+    model, tokenizer = llama
+    settings = _settings(rules)
+    fast = FastDecoder(GreedyEngine(model, tokenizer, settings), reuse_prefix=False, lookup_tokens=8)
+    assert [fast.complete(p).raw for p in echo_prompts] == _generate(model, tokenizer, settings, echo_prompts)
+    if rules == "shipped":  # (under a no-repeat 2-gram rule no draft can ever be accepted)
+        assert fast.decoding_passes < fast.generated_tokens - len(echo_prompts)  # drafts were accepted
