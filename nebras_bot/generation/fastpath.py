@@ -8,10 +8,14 @@ What makes a reply fast on a small CPU (measured in ``benchmarks/bench_generatio
   ``quantize_dynamic`` does not know, so those layers are first turned into ``nn.Linear``
   (:func:`conv1d_to_linear`). Decoding one token reads every weight once, so a 4x smaller weight
   (and an LM head that fits the CPU cache) is most of the win. ``bf16`` is available too
-  (Zen 4 / Sapphire Rapids have bf16 instructions) but measured slower than int8 here.
+  (Zen 4 / Sapphire Rapids have bf16 instructions): slower than int8 on GPT-2, but the fast path
+  for the Llama-style SmolLM2 models, where int8 is not quality-safe.
 - **Nebras's own greedy loop** (:class:`nebras_bot.generation.batching.GreedyEngine`): logits only
   for the last prompt position, no per-step ``generate`` bookkeeping, stop checks only on tokens
   that can end a marker.
+- **Prompt-lookup decoding** (:mod:`nebras_bot.generation.lookup`): drafts copied from the prompt
+  are verified several tokens per model pass (greedy-equivalent; with bf16 a pass over 9 tokens
+  costs little more than over one).
 - **Prompt reuse** (:class:`FastDecoder`): the token ids of prompt lines are cached (the system
   lines, exemplars and history turns recur from turn to turn), and the KV cache of the previous
   prompt is kept, so a new prompt only runs the model over what differs from the last one.
