@@ -47,7 +47,8 @@ FAST_OFF = "off"  # transformers' model.generate (the Decoder)
 FAST_FP32 = "fp32"  # Nebras's greedy loop and prompt reuse, full precision
 FAST_INT8 = "int8"  # ... on the int8 dynamically quantised model
 FAST_BF16 = "bf16"  # ... on the bf16 model
-assert set(FAST_PATHS) == {FAST_OFF, FAST_FP32, FAST_INT8, FAST_BF16}  # the names live in settings.py
+FAST_AUTO = "auto"  # bf16 where the hardware has it, else off (measured: docs/performance.md)
+assert set(FAST_PATHS) == {FAST_OFF, FAST_FP32, FAST_INT8, FAST_BF16, FAST_AUTO}  # the names live in settings.py
 TOKEN_CACHE_SIZE = 4096
 # The line-by-line tokenisation is checked against whole-prompt tokenisation on this many prompts.
 TOKEN_CACHE_CHECKS = 16
@@ -85,6 +86,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def bf16_supported() -> bool:
+    """True when bf16 is native here: a CUDA device that supports it, or a CPU with AVX512-BF16/AMX."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AMX"):
         return False
@@ -96,10 +100,21 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def prepare_model(model: nn.Module, fast_path: str) -> nn.Module:
-    """The model converted for ``fast_path`` (in place; the caller keeps the returned object)."""
+def resolve_fast_path(fast_path: str) -> str:
+    """``auto`` becomes ``bf16`` where bf16 is native (the measured win with no quality loss on the
+    shipped SmolLM2 model, docs/performance.md) and ``off`` elsewhere; other values are kept."""
     if fast_path not in FAST_PATHS:
         raise ValueError(f"fast_path must be one of {', '.join(FAST_PATHS)}, not {fast_path!r}")
+    if fast_path != FAST_AUTO:
+        return fast_path
+    resolved = FAST_BF16 if bf16_supported() else FAST_OFF
+    logger.info("fast_path auto -> %s", resolved)
+    return resolved
+
+
+def prepare_model(model: nn.Module, fast_path: str) -> nn.Module:
+    """The model converted for ``fast_path`` (in place; the caller keeps the returned object)."""
+    fast_path = resolve_fast_path(fast_path)
     model.eval()
     if fast_path == FAST_INT8:
         return quantize_int8(model)
@@ -241,7 +256,7 @@ class FastDecoder:
 
 def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings) -> Any:
     """The decoder ``ResponseGenerator`` should call for ``settings`` (see the module docstring)."""
-    fast_path, batching = settings.fast_path, settings.batching
+    fast_path, batching = resolve_fast_path(settings.fast_path), settings.batching
     greedy = not settings.do_sample and settings.num_beams == 1
     if not greedy and (batching or fast_path != FAST_OFF):
         logger.info("sampling/beam search: using model.generate (only greedy decoding has the fast path)")

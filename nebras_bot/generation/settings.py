@@ -27,7 +27,7 @@ DEFAULT_MODEL = "models/nlg/current"
 MODE_REPHRASE = "rephrase"
 MODE_GENERATE = "generate"
 MODES = (MODE_REPHRASE, MODE_GENERATE)
-FAST_PATHS = ("off", "fp32", "int8", "bf16")  # nebras_bot.generation.fastpath
+FAST_PATHS = ("off", "fp32", "int8", "bf16", "auto")  # nebras_bot.generation.fastpath
 
 # Keys accepted in endpoints.yml that are spelled differently from the fields (kept short there).
 OPTION_ALIASES = {
@@ -66,7 +66,7 @@ class GenerationSettings(BaseSettings):
     exemplars: int = Field(2, ge=0, description="how many exemplar replies to retrieve")
 
     # --- speed (nebras_bot.generation.fastpath / batching; measured in docs/performance.md)
-    fast_path: str = Field("off", description="off: model.generate; fp32|int8|bf16: Nebras's greedy loop with prompt reuse on the model in that precision")
+    fast_path: str = Field("off", description="off: model.generate; fp32|int8|bf16: Nebras's greedy loop with prompt reuse on the model in that precision; auto: bf16 where the CPU has bf16 instructions (or CUDA supports it), else off")
     batching: bool = Field(False, description="decode concurrent greedy replies together in micro-batches")
     batch_max_size: int = Field(8, ge=1, description="most replies decoded in one micro-batch")
     batch_wait_ms: float = Field(10.0, ge=0, description="how long the first request waits for others to join its batch")

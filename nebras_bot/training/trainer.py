@@ -51,16 +51,10 @@ MIN_EXEMPLARS_KEPT = 0.9
 
 
 def bf16_supported() -> bool:
-    """True when this CPU has native bf16 (AVX512-BF16 or AMX), or a CUDA device supports it."""
-    import torch
+    """True when bf16 is native here (one check for training and serving: the generation fast path's)."""
+    from nebras_bot.generation.fastpath import bf16_supported as native_bf16
 
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return native_bf16()
 
 
 def learning_rate(step: int, recipe: Recipe, total_steps: int, time_fraction: float = 0.0) -> float:

@@ -127,6 +127,21 @@ def test_build_decoder_follows_the_settings(tiny, options, expected):
         getattr(decoder, "close", lambda: None)()
 
 
+@pytest.mark.parametrize(("native", "expected"), [(True, FastDecoder), (False, Decoder)])
+def test_auto_fast_path_is_bf16_only_where_bf16_is_native(tiny, monkeypatch, native, expected):
+    import torch
+
+    from nebras_bot.generation import fastpath
+
+    monkeypatch.setattr(fastpath, "bf16_supported", lambda: native)
+    assert fastpath.resolve_fast_path("auto") == ("bf16" if native else "off")
+    assert fastpath.resolve_fast_path("int8") == "int8"  # explicit choices are kept
+    decoder = build_decoder(copy.deepcopy(tiny.model), tiny.tokenizer, GenerationSettings(fast_path="auto"))
+    assert type(decoder) is expected
+    if native:
+        assert next(decoder.engine.model.parameters()).dtype == torch.bfloat16
+
+
 def test_settings_reject_an_unknown_fast_path():
     with pytest.raises(ValueError, match="fast_path"):
         GenerationSettings(fast_path="turbo")
