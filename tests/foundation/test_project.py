@@ -80,6 +80,18 @@ def test_domain_has_every_contract_name(domain):
     assert domain.responses["utter_generative"][0].get("metadata", {}).get("rephrase") is True
 
 
+def test_small_talk_and_form_questions_are_sent_word_for_word_support_answers_are_rephrased(domain):
+    def opted_out(name):
+        return all(v.get("metadata", {}).get("rephrase") is False for v in domain.responses[name])
+
+    for name in ("utter_greet", "utter_goodbye", "utter_thank_you", "utter_bot_challenge",
+                 "utter_ask_order_id", "utter_ask_email", "utter_ask_ticket_description"):
+        assert opted_out(name), name
+    support = [name for name in domain.responses
+               if name.startswith("utter_") and not opted_out(name) and name != "utter_generative"]
+    assert len(support) >= 20  # the support answers (Bitext topics without a custom action) are still rewritten
+
+
 def test_forms_require_the_contract_slots(domain):
     assert domain.required_slots_for_form("order_form") == ["order_id"]
     assert domain.required_slots_for_form("ticket_form") == ["email", "ticket_description"]
