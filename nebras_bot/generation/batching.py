@@ -1,32 +1,27 @@
-"""Batched greedy decoding and the micro-batching generation worker.
+"""Batched greedy decoding: many prompts through one model, rows joining and leaving between steps.
 
-:class:`GreedyEngine` decodes several prompts at once: prompts are left-padded into one batch,
-the prompt pass (prefill) computes only the last position's logits, and every step feeds one new
-token per row through the KV cache. Each row stops on its own (end marker, eos, its token limit or
-its deadline) and finished rows are dropped from the batch and the cache, so a short reply does
-not keep paying for a long one. Decoding follows :class:`nebras_bot.generation.decoding.Decoder`
+:class:`GreedyEngine` decodes several prompts at once: :meth:`GreedyEngine.open` left-pads prompts
+into one batch and runs the prompt pass (prefill, logits of the last position only); every
+:meth:`GreedyEngine.step` feeds one new token per row through the KV cache. Each row stops on its
+own (end marker, eos, its token limit or its deadline) and a stopped row leaves the batch and the
+cache at once and is handed back, so a short reply neither waits for nor pays for a long one.
+:meth:`GreedyEngine.join` adds newly prefilled rows to a batch that is already decoding
+(continuous batching): the shorter cache is left-padded and the padding masked, and positions are
+explicit per row. Decoding follows :class:`nebras_bot.generation.decoding.Decoder`
 (``model.generate``) exactly: the same repetition penalty and no-repeat n-gram rule, both over the
 *generated* tokens only (the prompt may be copied freely), the same stop markers and the same
 ``stopped_by`` labels. In fp32 the engine gives ``model.generate``'s tokens, and a prompt decoded
-in a left-padded batch gives the reply it gives alone, for GPT-2 and Llama-style (RoPE) models
-(``tests/performance/test_batching.py``, ``tests/performance/test_llama_exactness.py``). Only
-greedy decoding is batched; sampling and beam search stay with ``Decoder``.
-
-:class:`BatchingWorker` owns one engine and one thread. Callers (any thread) ``submit`` a prompt
-and get a ``Future``; the worker takes the first waiting request, waits at most ``wait_ms`` for
-more (up to ``max_batch_size``), decodes them together and resolves the futures.
-:meth:`BatchingWorker.complete` is the blocking ``Decoder.complete`` interface, so the response
-generator can use the worker in place of a ``Decoder``.
+in a left-padded batch, or joining one mid-way, gives the reply it gives alone, for GPT-2 and
+Llama-style (RoPE) models (``tests/performance/test_batching.py``,
+``tests/performance/test_llama_exactness.py``). Only greedy decoding is batched; sampling and beam
+search stay with ``Decoder``. The thread that feeds requests to the engine is
+:class:`nebras_bot.generation.worker.BatchingWorker`.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -34,10 +29,6 @@ from nebras_bot.generation.decoding import STOP_WINDOW_TOKENS, Completion
 from nebras_bot.generation.prompt import ROLE_MARKERS, cut_at_end
 from nebras_bot.generation.settings import GenerationSettings
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_BATCH_SIZE = 8
-DEFAULT_WAIT_MS = 10.0
 STOP_MARKER = "marker"
 STOP_EOS = "eos"
 STOP_LENGTH = "length"
@@ -117,19 +108,25 @@ class GreedyEngine:
             }
         )
 
-    def _process(self, scores: torch.Tensor, seen: torch.Tensor, rows: List[Row]) -> torch.Tensor:
+    def _process(self, scores: torch.Tensor, seen: Optional[torch.Tensor], rows: List[Row]) -> torch.Tensor:
         """Repetition penalty then the no-repeat n-gram ban, both over the generated tokens only.
 
-        ``seen`` holds the tokens generated so far, one row per live row (all live rows have made
-        the same number of steps); it has no columns before the first token. This is
+        ``seen`` holds the tokens generated so far, one row per row of ``scores``, all of the same
+        length (it has no columns before the first token); ``None`` takes them from ``rows``,
+        which may have generated different numbers of tokens. This is
         ``RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt length)``, as
         ``Decoder`` passes it to ``model.generate``.
         """
+        valid = None
+        if seen is None:
+            seen, valid = _generated_tokens(rows)
         penalty = self.settings.repetition_penalty
         if penalty != 1.0 and seen.shape[1] > 0:
             picked = torch.gather(scores, 1, seen)
-            picked = torch.where(picked < 0, picked * penalty, picked / penalty)
-            scores = scores.scatter(1, seen, picked)
+            penalised = torch.where(picked < 0, picked * penalty, picked / penalty)
+            if valid is not None:  # rows with nothing generated yet keep their scores
+                penalised = torch.where(valid, penalised, picked)
+            scores = scores.scatter(1, seen, penalised)
         for index, row in enumerate(rows):
             banned = self._banned_ngram_tokens(row.generated)
             if banned:
@@ -185,55 +182,112 @@ class GreedyEngine:
         )
         return output.logits[:, -1, :], output.past_key_values, mask, positions[:, -1] + 1
 
+    def open(self, requests: Sequence[DecodeRequest], tags: Optional[Sequence[Any]] = None,
+             started: Optional[float] = None) -> "LiveBatch":
+        """Prefill ``requests`` together: a :class:`LiveBatch` ready for :meth:`step`.
+
+        ``tags`` are the caller's handles for the rows (default: their indexes), returned with
+        each finished row's completion.
+        """
+        started = started if started is not None else time.perf_counter()
+        prompts = [self.fit_prompt(r.input_ids, r.max_new_tokens) for r in requests]
+        if not prompts or not all(prompts):
+            raise ValueError("empty prompt")
+        with torch.inference_mode():
+            logits, cache, mask, positions = self.prefill(prompts)
+        return LiveBatch(
+            rows=[Row(request) for request in requests],
+            tags=list(tags) if tags is not None else list(range(len(requests))),
+            prompt_tokens=[len(ids) for ids in prompts], started=[started] * len(prompts),
+            logits=logits, cache=cache, mask=mask, positions=positions,
+        )
+
+    @staticmethod
+    def can_join(batch: "LiveBatch") -> bool:
+        """Whether rows can join ``batch`` mid-decoding (plain per-layer KV caches only)."""
+        from transformers.cache_utils import DynamicLayer
+
+        layers = getattr(batch.cache, "layers", None)
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    @staticmethod
     @torch.inference_mode()
+    def join(batch: "LiveBatch", other: "LiveBatch") -> None:
+        """Move ``other``'s rows into ``batch``: the shorter cache is left-padded, the padding masked.
+
+        Positions are per row and explicit, so a row decodes as it would alone (continuous batching).
+        """
+        width = max(batch.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(batch.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_pad_kv(mine.keys, width), _pad_kv(theirs.keys, width)])
+            mine.values = torch.cat([_pad_kv(mine.values, width), _pad_kv(theirs.values, width)])
+        batch.mask = torch.cat([_pad_mask(batch.mask, width), _pad_mask(other.mask, width)])
+        batch.positions = torch.cat([batch.positions, other.positions])
+        batch.logits = torch.cat([batch.logits, other.logits.to(batch.logits.dtype)])
+        batch.rows += other.rows
+        batch.tags += other.tags
+        batch.prompt_tokens += other.prompt_tokens
+        batch.started += other.started
+
+    @torch.inference_mode()
+    def step(self, batch: "LiveBatch") -> List[Tuple[Any, Completion]]:
+        """One greedy token for every row of ``batch``; returns ``(tag, completion)`` of the rows that stopped.
+
+        Stopped rows leave the batch and its cache; the others are fed their token, so the batch
+        then holds the next logits (or is empty).
+        """
+        scores = self._process(batch.logits.float(), None, batch.rows)
+        tokens = torch.argmax(scores, dim=-1)
+        now = time.perf_counter()
+        keep: List[int] = []
+        finished: List[Tuple[Any, Completion]] = []
+        for position, row in enumerate(batch.rows):
+            token = int(tokens[position])
+            row.generated.append(token)
+            row.stopped_by = self._stop_reason(row, token, now)
+            if row.stopped_by is None:
+                keep.append(position)
+            else:
+                seconds = now - batch.started[position]
+                finished.append((batch.tags[position], self._completion(row, batch.prompt_tokens[position], seconds)))
+        if not keep:
+            batch.rows, batch.tags, batch.prompt_tokens, batch.started = [], [], [], []
+            return finished
+        if finished:
+            batch.select(keep)
+            tokens = tokens[torch.tensor(keep, dtype=torch.long)]
+        step = tokens.unsqueeze(-1)
+        batch.mask = torch.cat([batch.mask, torch.ones_like(step)], dim=1)
+        output = self.model(
+            input_ids=step, attention_mask=batch.mask, position_ids=batch.positions.unsqueeze(-1),
+            past_key_values=batch.cache, use_cache=True,
+        )
+        batch.cache, batch.logits, batch.positions = output.past_key_values, output.logits[:, -1, :], batch.positions + 1
+        return finished
+
     def decode(self, requests: Sequence[DecodeRequest], started: Optional[float] = None) -> List[Completion]:
         """Greedy completions for ``requests`` (one batch), in the same order."""
         if not requests:
             return []
-        started = started if started is not None else time.perf_counter()
-        prompts = [self.fit_prompt(r.input_ids, r.max_new_tokens) for r in requests]
-        for ids in prompts:
-            if not ids:
-                raise ValueError("empty prompt")
-        rows = [Row(request) for request in requests]
-        logits, cache, mask, positions = self.prefill(prompts)
-        return self.decode_rows(rows, prompts, logits, cache, mask, positions, started)
+        return self._finish(self.open(requests, started=started), len(requests))
 
     def decode_rows(self, rows, prompts, logits, cache, mask, positions, started) -> List[Completion]:
-        """Greedy steps after a prefill (``prefill``) until every row has stopped."""
-        # Tokens for the repetition penalty: what each live row has generated (the prompt is exempt).
-        seen = torch.empty((len(rows), 0), dtype=torch.long)
-        active = list(range(len(rows)))
-        while active:
-            live = [rows[i] for i in active]
-            scores = self._process(logits.float(), seen, live)
-            tokens = torch.argmax(scores, dim=-1)
-            now = time.perf_counter()
-            keep: List[int] = []
-            for position, index in enumerate(active):
-                token = int(tokens[position])
-                row = rows[index]
-                row.generated.append(token)
-                row.stopped_by = self._stop_reason(row, token, now)
-                if row.stopped_by is None:
-                    keep.append(position)
-            if not keep:
-                break
-            if len(keep) < len(active):
-                selector = torch.tensor(keep, dtype=torch.long)
-                cache.batch_select_indices(selector)
-                mask, positions, seen, tokens = mask[selector], positions[selector], seen[selector], tokens[selector]
-                active = [active[p] for p in keep]
-            step = tokens.unsqueeze(-1)
-            seen = torch.cat([seen, step], dim=1)
-            mask = torch.cat([mask, torch.ones_like(step)], dim=1)
-            output = self.model(
-                input_ids=step, attention_mask=mask, position_ids=positions.unsqueeze(-1),
-                past_key_values=cache, use_cache=True,
-            )
-            cache, logits, positions = output.past_key_values, output.logits[:, -1, :], positions + 1
-        seconds = time.perf_counter() - started
-        return [self._completion(row, len(ids), seconds) for row, ids in zip(rows, prompts)]
+        """Greedy steps after a prefill (``prefill``) until every row has stopped.
+
+        The cache then holds each prompt and every generated token but the last one.
+        """
+        batch = LiveBatch(
+            rows=list(rows), tags=list(range(len(rows))), prompt_tokens=[len(ids) for ids in prompts],
+            started=[started] * len(rows), logits=logits, cache=cache, mask=mask, positions=positions,
+        )
+        return self._finish(batch, len(rows))
+
+    def _finish(self, batch: "LiveBatch", count: int) -> List[Completion]:
+        results: List[Optional[Completion]] = [None] * count
+        while batch.rows:
+            for tag, completion in self.step(batch):
+                results[tag] = completion
+        return results  # type: ignore[return-value]
 
     def _completion(self, row: Row, prompt_tokens: int, seconds: float) -> Completion:
         raw = self.tokenizer.decode(row.generated, skip_special_tokens=False)
@@ -246,6 +300,62 @@ class GreedyEngine:
         )
 
 
+@dataclass
+class LiveBatch:
+    """Rows decoded together: per row (same index in every field) its request and tokens, the
+    caller's tag, prompt length and start time; for the batch the KV cache, the attention mask
+    (0 on left padding), each row's next position and next-token logits."""
+
+    rows: List[Row]
+    tags: List[Any]
+    prompt_tokens: List[int]
+    started: List[float]
+    logits: torch.Tensor
+    cache: Any
+    mask: torch.Tensor
+    positions: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def select(self, keep: List[int]) -> None:
+        """Keep only the rows at ``keep``; drop cache columns that are padding for every kept row."""
+        selector = torch.tensor(keep, dtype=torch.long)
+        self.cache.batch_select_indices(selector)
+        self.mask, self.positions, self.logits = self.mask[selector], self.positions[selector], self.logits[selector]
+        self.rows = [self.rows[i] for i in keep]
+        self.tags = [self.tags[i] for i in keep]
+        self.prompt_tokens = [self.prompt_tokens[i] for i in keep]
+        self.started = [self.started[i] for i in keep]
+        first = int(self.mask.any(dim=0).to(torch.int8).argmax())
+        if first > 0 and hasattr(self.cache, "layers"):
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., first:, :], layer.values[..., first:, :]
+            self.mask = self.mask[:, first:]
+
+
+def _generated_tokens(rows: Sequence[Row]):
+    """The rows' generated tokens as one ``rows x longest`` tensor and which rows have any.
+
+    A shorter row is padded with its own first token (penalised once either way); a row with no
+    token yet is padded with token 0 and marked invalid.
+    """
+    width = max((len(row.generated) for row in rows), default=0)
+    ids = [row.generated + [row.generated[0] if row.generated else 0] * (width - len(row.generated)) for row in rows]
+    seen = torch.tensor(ids, dtype=torch.long).reshape(len(rows), width)
+    valid = torch.tensor([[bool(row.generated)] for row in rows], dtype=torch.bool).reshape(len(rows), 1)
+    return seen, valid
+
+
+def _pad_kv(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """Left-pad a ``batch x heads x length x dim`` key/value tensor with zeros to ``width`` positions."""
+    return torch.nn.functional.pad(tensor, (0, 0, width - tensor.shape[-2], 0))
+
+
+def _pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(mask, (width - mask.shape[1], 0))
+
+
 def _max_positions(model: Any) -> int:
     config = model.config
     for name in ("n_positions", "max_position_embeddings"):
@@ -253,123 +363,3 @@ def _max_positions(model: Any) -> int:
         if isinstance(value, int) and value > 0:
             return value
     return 1024
-
-
-@dataclass
-class _Job:
-    request: DecodeRequest
-    future: "concurrent.futures.Future[Completion]"
-    queued: float
-
-
-class BatchingWorker:
-    """Collects concurrent requests into micro-batches for one :class:`GreedyEngine` thread."""
-
-    def __init__(
-        self,
-        engine: GreedyEngine,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        wait_ms: float = DEFAULT_WAIT_MS,
-        name: str = "nebras-batch",
-    ) -> None:
-        if max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1")
-        if wait_ms < 0:
-            raise ValueError("wait_ms must not be negative")
-        self.engine = engine
-        self.settings = engine.settings
-        self.tokenizer = engine.tokenizer
-        self.max_positions = engine.max_positions
-        self.max_batch_size = max_batch_size
-        self.wait_s = wait_ms / 1000.0
-        self.batch_sizes: List[int] = []  # size of every batch decoded (observability and tests)
-        self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    # ------------------------------------------------------------------ Decoder interface
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.engine.encode(text))
-
-    def submit(
-        self,
-        prompt: str,
-        max_new_tokens: Optional[int] = None,
-        time_limit: Optional[float] = None,
-        force_length: bool = False,
-    ) -> "concurrent.futures.Future[Completion]":
-        """Queue ``prompt``; the future resolves to its :class:`Completion` (or the decoding error)."""
-        if self._closed.is_set():
-            raise RuntimeError("the batching worker is closed")
-        now = time.perf_counter()
-        request = DecodeRequest(
-            input_ids=self.engine.encode(prompt),
-            max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
-            deadline=now + time_limit if time_limit is not None else None,
-            force_length=force_length,
-        )
-        future: "concurrent.futures.Future[Completion]" = concurrent.futures.Future()
-        self._queue.put(_Job(request, future, now))
-        return future
-
-    def complete(
-        self, prompt: str, max_new_tokens: Optional[int] = None, time_limit: Optional[float] = None
-    ) -> Completion:
-        """Blocking, like ``Decoder.complete``: queue the prompt and wait for its batch."""
-        return self.submit(prompt, max_new_tokens, time_limit).result()
-
-    # ------------------------------------------------------------------ the worker thread
-
-    def _collect(self, first: _Job) -> List[_Job]:
-        jobs = [first]
-        window_end = time.perf_counter() + self.wait_s
-        while len(jobs) < self.max_batch_size:
-            remaining = window_end - time.perf_counter()
-            try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:  # close() while collecting: finish this batch, then stop
-                self._queue.put(None)
-                break
-            jobs.append(job)
-        return jobs
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                break
-            jobs = [job for job in self._collect(first) if job.future.set_running_or_notify_cancel()]
-            if not jobs:
-                continue
-            self.batch_sizes.append(len(jobs))
-            try:
-                results = self.engine.decode([job.request for job in jobs])
-            except Exception as error:  # noqa: BLE001 - every waiting caller gets the error
-                logger.exception("batched decoding of %d prompts failed", len(jobs))
-                for job in jobs:
-                    job.future.set_exception(error)
-                continue
-            for job, result in zip(jobs, results):
-                result.seconds = time.perf_counter() - job.queued  # what the caller waited
-                job.future.set_result(result)
-        self._fail_pending(RuntimeError("the batching worker was closed"))
-
-    def _fail_pending(self, error: Exception) -> None:
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None and job.future.set_running_or_notify_cancel():
-                job.future.set_exception(error)
-
-    def close(self, timeout: Optional[float] = 5.0) -> None:
-        """Stop after the batch in progress; requests still queued fail with a clear error."""
-        if not self._closed.is_set():
-            self._closed.set()
-            self._queue.put(None)
-        self._thread.join(timeout)

@@ -22,7 +22,7 @@ What makes a reply fast on a small CPU (measured in ``benchmarks/bench_generatio
 
 ``build_decoder`` returns what ``ResponseGenerator`` calls ``complete(prompt)`` on: the plain
 ``Decoder`` (``fast_path: off``, or sampling/beam search), a :class:`FastDecoder`, or a
-:class:`nebras_bot.generation.batching.BatchingWorker` (``batching: true``) for servers that
+:class:`nebras_bot.generation.worker.BatchingWorker` (``batching: true``) for servers that
 answer many conversations at once.
 """
 from __future__ import annotations
@@ -36,7 +36,8 @@ from typing import Any, List, Optional, Sequence
 import torch
 from torch import nn
 
-from nebras_bot.generation.batching import BatchingWorker, DecodeRequest, GreedyEngine, Row
+from nebras_bot.generation.batching import DecodeRequest, GreedyEngine, Row
+from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.decoding import Completion, Decoder
 from nebras_bot.generation.lookup import LOOKUP_TOKENS, decode_with_lookup
 from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings

@@ -151,7 +151,7 @@ def create_nlg_app(
         return {
             "status": "ok" if nlg.generator.available else "degraded",
             "model_version": nlg.generator.model_version,
-            "batches": len(getattr(decoder, "batch_sizes", []) or []),
+            "batches": getattr(decoder, "prompt_passes", 0),
             "max_batch_size": getattr(decoder, "max_batch_size", None),
         }
 

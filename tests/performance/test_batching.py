@@ -8,7 +8,8 @@ import time
 import pytest
 import torch
 
-from nebras_bot.generation.batching import BatchingWorker, DecodeRequest, GreedyEngine
+from nebras_bot.generation.batching import DecodeRequest, GreedyEngine
+from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.decoding import Decoder
 
 
@@ -133,8 +134,13 @@ def test_worker_respects_max_batch_size(prompts, tiny, settings):
 
 
 class BrokenEngine(GreedyEngine):
-    def decode(self, requests, started=None):
+    def step(self, batch):
         raise RuntimeError("model exploded")
+
+
+class BrokenPrefillEngine(GreedyEngine):
+    def open(self, requests, tags=None, started=None):
+        raise RuntimeError("prompt pass exploded")
 
 
 def test_worker_passes_a_decoding_error_to_every_caller_and_keeps_running(prompts, tiny, settings):
@@ -146,6 +152,17 @@ def test_worker_passes_a_decoding_error_to_every_caller_and_keeps_running(prompt
                 future.result(timeout=30)
         with pytest.raises(RuntimeError, match="model exploded"):
             worker.complete(prompts[0])  # still answering after a failure
+    finally:
+        worker.close()
+
+
+def test_worker_passes_a_prompt_pass_error_to_its_callers(prompts, tiny, settings):
+    worker = BatchingWorker(BrokenPrefillEngine(tiny.model, tiny.tokenizer, settings), max_batch_size=4, wait_ms=50)
+    try:
+        with pytest.raises(RuntimeError, match="prompt pass exploded"):
+            worker.complete(prompts[0])
+        with pytest.raises(RuntimeError, match="prompt pass exploded"):
+            worker.complete(prompts[1])
     finally:
         worker.close()
 
@@ -180,3 +197,77 @@ def test_repetition_penalty_matches_transformers(tiny, settings):
     assert not torch.equal(processed, scores)
     # Before the first generated token nothing is penalised (the prompt is exempt).
     assert torch.equal(engine._process(scores.clone(), torch.empty((2, 0), dtype=torch.long), []), scores)
+
+
+def _join_after(engine, first, second, steps):
+    """Decode ``first`` for ``steps`` steps, then let ``second`` join; completions by prompt."""
+    batch = engine.open(first, tags=[("first", i) for i in range(len(first))])
+    done = {}
+    for _ in range(steps):
+        done.update(dict(engine.step(batch)))
+    assert engine.can_join(batch)
+    engine.join(batch, engine.open(second, tags=[("second", i) for i in range(len(second))]))
+    while len(batch):
+        done.update(dict(engine.step(batch)))
+    return done
+
+
+@pytest.mark.parametrize("steps", [1, 6])
+def test_rows_joining_a_running_batch_get_the_reply_they_get_alone(prompts, tiny, settings, steps):
+    engine = GreedyEngine(tiny.model, tiny.tokenizer, settings)
+    # The first batch holds a long and a short prompt; the joining rows are longer and shorter
+    # than its cache, so both sides get left-padded.
+    first = _requests(engine, [prompts[4], prompts[1]])
+    second = _requests(engine, [prompts[2], prompts[3]], max_new=12)
+    done = _join_after(engine, first, second, steps)
+    for key, request in [(("first", 0), first[0]), (("first", 1), first[1]),
+                         (("second", 0), second[0]), (("second", 1), second[1])]:
+        alone = engine.decode([DecodeRequest(request.input_ids, request.max_new_tokens)])[0]
+        assert (done[key].raw, done[key].new_tokens, done[key].stopped_by) == (
+            alone.raw, alone.new_tokens, alone.stopped_by)
+
+
+def test_a_finished_long_prompt_leaves_no_padding_behind(prompts, tiny, settings):
+    engine = GreedyEngine(tiny.model, tiny.tokenizer, settings)
+    requests = [DecodeRequest(engine.encode(prompts[4]), 2), DecodeRequest(engine.encode(prompts[1]), 10)]
+    batch = engine.open(requests)
+    width = batch.mask.shape[1]
+    while len(batch) == 2:
+        engine.step(batch)
+    assert batch.mask.shape[1] == len(requests[1].input_ids) + 2 < width  # the short row's own tokens
+    assert batch.cache.get_seq_length() == batch.mask.shape[1]
+
+
+def test_penalty_over_rows_of_different_lengths_matches_transformers(tiny, settings):
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from nebras_bot.generation.batching import Row
+
+    engine = GreedyEngine(tiny.model, tiny.tokenizer, settings)
+    scores = torch.randn(3, tiny.model.config.vocab_size)
+    rows = [Row(DecodeRequest([1, 2], 10), generated=list(g)) for g in ([5, 9, 9, 300], [], [7, 8])]
+    processed = engine._process(scores.clone(), None, rows)
+    for index, row in enumerate(rows):
+        reference = RepetitionPenaltyLogitsProcessor(settings.repetition_penalty, prompt_ignore_length=2)
+        expected = reference(torch.tensor([[1, 2] + row.generated]), scores[index : index + 1].clone())
+        assert torch.equal(processed[index : index + 1], expected)
+    assert torch.equal(processed[1], scores[1])  # nothing generated yet: nothing penalised
+
+
+def test_worker_lets_new_requests_join_and_returns_each_reply_when_it_is_done(prompts, tiny, settings):
+    engine = GreedyEngine(tiny.model, tiny.tokenizer, settings)
+    expected_short = engine.decode([DecodeRequest(engine.encode(prompts[1]), 3)])[0].raw
+    long_request = DecodeRequest(engine.encode(prompts[0]), 400, force_length=True)
+    worker = BatchingWorker(engine, max_batch_size=4, wait_ms=0)
+    try:
+        long_future = worker.submit(prompts[0], max_new_tokens=400, force_length=True)
+        while worker.peak_rows < 1:  # the long reply is decoding
+            time.sleep(0.005)
+        short = worker.submit(prompts[1], max_new_tokens=3).result(timeout=60)
+        assert not long_future.done()  # the short reply did not wait for the long one
+        assert short.raw == expected_short
+        long_reply = long_future.result(timeout=120)
+        assert long_reply.new_tokens == long_request.max_new_tokens
+        assert worker.peak_rows == 2 and list(worker.batch_sizes) == [1, 1] and worker.prompt_passes == 2
+    finally:
+        worker.close()

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from nebras_bot.generation.batching import BatchingWorker, GreedyEngine
+from nebras_bot.generation.batching import GreedyEngine
+from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.decoding import Decoder
 from nebras_bot.generation.fastpath import (
     FastDecoder,
@@ -160,7 +161,7 @@ def test_response_generator_uses_the_batching_worker(tiny, prompts):
         assert isinstance(generator.decoder, BatchingWorker)
         result = generator.reply(PromptContext(history=[PromptTurn("user", "hi")]), template="Hello!")
         assert result.text  # generated or the templated fallback, never empty
-        assert generator.decoder.batch_sizes == [1]
+        assert list(generator.decoder.batch_sizes) == [1]
     finally:
         generator.close()
     assert not generator.decoder._thread.is_alive()

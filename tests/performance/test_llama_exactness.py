@@ -84,6 +84,23 @@ def test_left_padded_batch_equals_model_generate(llama, echo_prompts, rules):
     assert [c.raw for c in together] == _generate(model, tokenizer, settings, echo_prompts)
 
 
+@pytest.mark.parametrize("rules", sorted(RULES))
+def test_rows_joining_a_running_batch_equal_model_generate(llama, echo_prompts, rules):
+    """Continuous batching: prompts prefilled later join a batch mid-decoding (RoPE with padding)."""
+    model, tokenizer = llama
+    settings = _settings(rules)
+    engine = GreedyEngine(model, tokenizer, settings)
+    batch = engine.open([DecodeRequest(engine.encode(p), NEW_TOKENS) for p in echo_prompts[:2]], tags=[0, 1])
+    done = {}
+    for later in (2, 3, 4):
+        for _ in range(3):
+            done.update(dict(engine.step(batch)))
+        engine.join(batch, engine.open([DecodeRequest(engine.encode(echo_prompts[later]), NEW_TOKENS)], tags=[later]))
+    while len(batch):
+        done.update(dict(engine.step(batch)))
+    assert [done[i].raw for i in range(len(echo_prompts))] == _generate(model, tokenizer, settings, echo_prompts)
+
+
 def test_prefix_reuse_equals_model_generate(llama, echo_prompts):
     """Consecutive prompts of one conversation: the second reuses the first's KV cache."""
     model, tokenizer = llama

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nebras_bot.generation.batching import BatchingWorker
+from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.generator import ResponseGenerator
 from nebras_bot.generation.settings import GenerationSettings
 from nebras_bot.serving.nlg_server import create_nlg_app, load_domain
