@@ -8,7 +8,7 @@ only, as ``nebras train`` encodes them):
 
 - Nebras (what ``nebras train`` does): examples packed into rows of ``max_length`` tokens, bf16
   autocast through ``accelerate`` where the CPU supports it, the output layer computed only at
-  scored positions (``trainer.scored_loss(fast=True)``), AdamW;
+  scored positions (``training.loss.scored_loss(fast=True)``), AdamW;
 - naive: one example per row, padded to the longest in the batch, fp32, ``model(..., labels=...)``
   (logits over the full 50k vocabulary at every position), AdamW.
 
@@ -57,7 +57,7 @@ def _nebras_pass(model, encoded, recipe, pad_id, use_bf16: bool) -> Dict[str, An
     from accelerate import Accelerator
 
     from nebras_bot.training import dataset as ds
-    from nebras_bot.training.trainer import scored_loss
+    from nebras_bot.training.loss import scored_loss
 
     rows = ds.pack([ds.Encoded(list(e.input_ids), list(e.labels)) for e in encoded], recipe.max_length)
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")

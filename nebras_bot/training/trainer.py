@@ -30,6 +30,8 @@ from nebras_bot.data.split import TRAIN, VALIDATION
 from nebras_bot.data.templates import intent_templates
 from nebras_bot.generation.prompt import PromptSettings
 from nebras_bot.training import dataset as ds
+from nebras_bot.training.checkpoint import load_rng, save_rng
+from nebras_bot.training.loss import evaluate_loss, scored_loss
 from nebras_bot.training.model_card import write_model_card
 from nebras_bot.training.recipe import METHOD_LORA, Recipe, load_recipe
 from nebras_bot.training.registry import METADATA_FILE, PARTIAL_SUFFIX
@@ -122,74 +124,6 @@ def prompt_settings(recipe: Recipe) -> PromptSettings:
         max_exemplars=recipe.exemplars if recipe.retrieval else 0,
         max_field_chars=recipe.prompt.max_field_chars,
     )
-
-
-def scored_loss(model, tensors: Dict[str, Any], fast: bool):
-    """``(mean loss, scored tokens)`` over the label positions that are not ``-100``.
-
-    ``fast``: run the model body, then the output layer only at scored positions. The logits of
-    a 50k-token vocabulary at every position are most of a small model's time and memory, and
-    prompt positions are never scored, so this is the same loss for much less work. Multi-process
-    runs use the plain ``model(...)`` call, which keeps the distributed wrapper's hooks.
-    """
-    import torch
-
-    labels = tensors["labels"][:, 1:]
-    mask = labels != ds.IGNORE_INDEX
-    if fast:
-        core = model.get_base_model() if hasattr(model, "get_base_model") else model
-        body = getattr(core, core.base_model_prefix)
-        hidden = body(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).last_hidden_state
-        logits = core.get_output_embeddings()(hidden[:, :-1][mask])
-    else:
-        full = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
-        logits = full[:, :-1][mask]
-    loss = torch.nn.functional.cross_entropy(logits.float(), labels[mask])
-    return loss, int(mask.sum())
-
-
-def evaluate_loss(model, rows: List[ds.Encoded], batch_size: int, pad_id: int, accelerator, max_batches: Optional[int]) -> float:
-    """Mean token loss on ``rows`` (scored tokens only), in eval mode, without gradients."""
-    import torch
-
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for number, batch in enumerate(ds.batches(rows, batch_size, 0, 0, shuffle=False)):
-            if max_batches is not None and number >= max_batches:
-                break
-            tensors = {k: v.to(accelerator.device) for k, v in ds.collate(batch, pad_id).items()}
-            with accelerator.autocast():
-                loss, scored = scored_loss(model, tensors, accelerator.num_processes == 1)
-            total += loss.item() * scored
-            count += scored
-    model.train()
-    return total / max(1, count)
-
-
-def _save_rng(path: Path) -> None:
-    """Torch's and Python's random states (dropout, sampling), for an exact resume.
-
-    ``accelerator.save_state`` stores them too, but its loader silently skips them when the
-    pickled numpy state is refused by ``torch.load(weights_only=True)``; this file holds only a
-    tensor and plain tuples, so it loads with ``weights_only=True``.
-    """
-    import random
-
-    import torch
-
-    torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, path)
-
-
-def _load_rng(path: Path) -> None:
-    import random
-
-    import torch
-
-    states = torch.load(path, weights_only=True)
-    torch.set_rng_state(states["torch"])
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
 
 
 def _trainable_state(model) -> Dict[str, Any]:
@@ -322,7 +256,7 @@ def train(
         accelerator.load_state(str(work / CHECKPOINT_DIR))
         rng_path = work / CHECKPOINT_DIR / RNG_FILE.format(rank=accelerator.process_index)
         if rng_path.is_file():
-            _load_rng(rng_path)
+            load_rng(rng_path)
         best_path = work / CHECKPOINT_DIR / "best.pt"
         if best_path.is_file():
             best_state = torch.load(best_path)
@@ -331,7 +265,7 @@ def train(
     def save_checkpoint() -> None:
         target = work / CHECKPOINT_DIR
         accelerator.save_state(str(target))
-        _save_rng(target / RNG_FILE.format(rank=accelerator.process_index))
+        save_rng(target / RNG_FILE.format(rank=accelerator.process_index))
         if best_state is not None:
             torch.save(best_state, target / "best.pt")
         _write_json(target / STATE_FILE, {
