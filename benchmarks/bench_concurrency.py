@@ -2,10 +2,12 @@
 
 ``python -m benchmarks.bench_concurrency [--model DIR] [--conversations 32] [--turns 2]``
 
-Two ``nebras nlg-server`` processes run side by side with the same model, the same int8 fast
-path and ``rephrase_all`` (every reply is generated, then checked by the guard): one decodes
-concurrent requests in micro-batches (``NEBRAS_NLG_BATCH_MAX_SIZE``), the other one at a time
-(batch size 1). Each round plays ``--conversations`` conversations at once against one server,
+Two ``nebras nlg-server`` processes run side by side with the same model, the same fast path
+(``--fast-path``, default ``auto`` as shipped: bf16 where it is native, else Nebras's fp32 loop)
+and ``rephrase_all`` (every reply is generated, then checked by the guard): one decodes concurrent
+requests in one continuous batch of up to ``NEBRAS_NLG_BATCH_MAX_SIZE`` rows (requests join
+between decoding steps), the other one at a time (batch size 1). Each round plays
+``--conversations`` conversations at once against one server,
 ``--turns`` turns each (the tracker grows turn by turn, as Rasa sends it); rounds alternate
 between the servers (A B B A ...). Every reply must be HTTP 200 with a non-empty text.
 ``ratio`` = replies/s batched / replies/s one-at-a-time.
@@ -89,7 +91,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per server (alternating A B B A ...)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--wait-ms", type=float, default=10.0)
-    parser.add_argument("--fast-path", default="int8")
+    parser.add_argument("--fast-path", default="auto")
     parser.add_argument("--max-new-tokens", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each server")
     parser.add_argument("--timeout", type=float, default=900.0, help="HTTP timeout per reply (s)")
