@@ -66,10 +66,10 @@ class GenerationSettings(BaseSettings):
     exemplars: int = Field(2, ge=0, description="how many exemplar replies to retrieve")
 
     # --- speed (nebras_bot.generation.fastpath / batching; measured in docs/performance.md)
-    fast_path: str = Field("off", description="off: model.generate; fp32|int8|bf16: Nebras's greedy loop with prompt reuse on the model in that precision; auto: bf16 where the CPU has bf16 instructions (or CUDA supports it), else off")
-    batching: bool = Field(False, description="decode concurrent greedy replies together in micro-batches")
-    batch_max_size: int = Field(8, ge=1, description="most replies decoded in one micro-batch")
-    batch_wait_ms: float = Field(10.0, ge=0, description="how long the first request waits for others to join its batch")
+    fast_path: str = Field("off", description="off: model.generate; fp32|int8|bf16: Nebras's greedy loop with prompt reuse on the model in that precision; auto: bf16 where the CPU has bf16 instructions (or CUDA supports it), else fp32")
+    batching: bool = Field(False, description="decode concurrent greedy replies together in one continuous batch (requests join between decoding steps)")
+    batch_max_size: int = Field(8, ge=1, description="most replies decoded together")
+    batch_wait_ms: float = Field(10.0, ge=0, description="how long the first request of an idle worker waits for others before the prompt pass")
 
     # --- what the NLG does
     mode: str = Field(MODE_REPHRASE, description="rephrase: rewrite the templated reply in context; generate: write it from context")

@@ -15,8 +15,9 @@ The server answers with exactly what the in-process NLG would send: the tracker 
 the domain's slots, and :class:`nebras_bot.nlg.GPT2NaturalLanguageGenerator` renders the templated
 response (slot filling, conditional variations, buttons, images, custom payloads) and rewrites its
 text with the model when the response opts in; any failure sends the templated reply. Generation
-runs through the micro-batching worker (``batching`` is always on here): concurrent requests are
-decoded together, which is what lets one generator process serve many assistants.
+runs through the continuous-batching worker (``batching`` is always on here): concurrent requests
+are decoded together and join the running batch between decoding steps, which is what lets one
+generator process serve many assistants.
 
 Keys other than the message fields (``generated``, ``model_version``, ``generation_fallback``)
 end up in the ``BotUttered`` metadata on the Rasa side.
