@@ -128,19 +128,18 @@ def test_build_decoder_follows_the_settings(tiny, options, expected):
         getattr(decoder, "close", lambda: None)()
 
 
-@pytest.mark.parametrize(("native", "expected"), [(True, FastDecoder), (False, Decoder)])
-def test_auto_fast_path_is_bf16_only_where_bf16_is_native(tiny, monkeypatch, native, expected):
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_fast_path_is_bf16_where_bf16_is_native_else_fp32(tiny, monkeypatch, native):
     import torch
 
     from nebras_bot.generation import fastpath
 
     monkeypatch.setattr(fastpath, "bf16_supported", lambda: native)
-    assert fastpath.resolve_fast_path("auto") == ("bf16" if native else "off")
+    assert fastpath.resolve_fast_path("auto") == ("bf16" if native else "fp32")
     assert fastpath.resolve_fast_path("int8") == "int8"  # explicit choices are kept
     decoder = build_decoder(copy.deepcopy(tiny.model), tiny.tokenizer, GenerationSettings(fast_path="auto"))
-    assert type(decoder) is expected
-    if native:
-        assert next(decoder.engine.model.parameters()).dtype == torch.bfloat16
+    assert type(decoder) is FastDecoder
+    assert next(decoder.engine.model.parameters()).dtype == (torch.bfloat16 if native else torch.float32)
 
 
 def test_settings_reject_an_unknown_fast_path():
