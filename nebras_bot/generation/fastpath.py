@@ -36,6 +36,7 @@ from typing import Any, List, Optional, Sequence
 import torch
 from torch import nn
 
+from nebras_bot.generation.attention import ATTENTION_NAME, use_grouped_decode_attention
 from nebras_bot.generation.batching import DecodeRequest, GreedyEngine, Row
 from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.decoding import Completion, Decoder
@@ -118,6 +119,8 @@ def prepare_model(model: nn.Module, fast_path: str) -> nn.Module:
     """The model converted for ``fast_path`` (in place; the caller keeps the returned object)."""
     fast_path = resolve_fast_path(fast_path)
     model.eval()
+    if use_grouped_decode_attention(model):
+        logger.info("grouped-query decoding steps without copying the KV cache (%s)", ATTENTION_NAME)
     if fast_path == FAST_INT8:
         return quantize_int8(model)
     if fast_path == FAST_BF16:
