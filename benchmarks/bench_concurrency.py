@@ -146,7 +146,7 @@ def main(argv: List[str] | None = None) -> int:
         args.name, ratio, TARGET, figures, model=description, model_source=source, conversations=args.conversations,
         turns=args.turns, rounds=args.rounds, batch_size=args.batch_size, wait_ms=args.wait_ms,
         fast_path=args.fast_path, max_new_tokens=args.max_new_tokens, zero_errors_and_empty=clean,
-        ratio_definition="replies/s micro-batched / replies/s one-at-a-time (same server code, batch size 1)",
+        ratio_definition="replies/s batched (continuous batching) / replies/s one-at-a-time (same server code, batch size 1)",
     )
     common.print_table(
         f"{args.conversations} concurrent conversations x {args.turns} turns x {args.rounds} rounds, NLG server over HTTP; model: {description}",
