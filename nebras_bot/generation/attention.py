@@ -15,12 +15,9 @@ transformers' own ``sdpa`` function unchanged. The mask is built exactly as for 
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Optional, Tuple
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 ATTENTION_NAME = "nebras_sdpa"
 BASE_ATTENTION = "sdpa"
