@@ -111,7 +111,7 @@ def main(argv: List[str] | None = None) -> int:
     from nebras_bot.generation import placeholders
     from nebras_bot.generation.batching import GreedyEngine
     from nebras_bot.generation.decoding import Decoder
-    from nebras_bot.generation.fastpath import FastDecoder, bf16_supported, prepare_model
+    from nebras_bot.generation.fastpath import FastDecoder, prepare_model, resolve_fast_path
     from nebras_bot.generation.generator import ResponseGenerator
     from nebras_bot.generation.lookup import LOOKUP_TOKENS
     from nebras_bot.generation.settings import GenerationSettings
@@ -128,11 +128,11 @@ def main(argv: List[str] | None = None) -> int:
     dataset, items = _validation_contexts(max(args.prompts, args.bleu_rows))
     prompts = [generator.build_prompt(context) for context, *_ in items]
 
-    native = ["bf16"] if bf16_supported() else []
+    shipped = resolve_fast_path("auto")  # what the shipped endpoints.yml serves on this machine
     if args.serving == "auto":
-        args.serving = f"{(native or ['fp32'])[0]}+lookup"
+        args.serving = f"{shipped}+lookup"
     if args.variants == "auto":
-        args.variants = ",".join(["fp32", "fp32+lookup"] + [f"{p}{o}" for p in native for o in ("", "+lookup")])
+        args.variants = ",".join(dict.fromkeys(["fp32", "fp32+lookup", shipped, f"{shipped}+lookup"]))
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.serving not in variants:
         variants.append(args.serving)
