@@ -111,7 +111,7 @@ def main(argv: List[str] | None = None) -> int:
     from nebras_bot.generation import placeholders
     from nebras_bot.generation.batching import GreedyEngine
     from nebras_bot.generation.decoding import Decoder
-    from nebras_bot.generation.fastpath import FastDecoder, prepare_model, resolve_fast_path
+    from nebras_bot.generation.fastpath import fast_decoder, prepare_model, resolve_fast_path
     from nebras_bot.generation.generator import ResponseGenerator
     from nebras_bot.generation.lookup import LOOKUP_TOKENS
     from nebras_bot.generation.settings import GenerationSettings
@@ -141,8 +141,7 @@ def main(argv: List[str] | None = None) -> int:
         precision, _, option = variant.partition("+")
         if precision not in prepared_models:
             prepared_models[precision] = model if precision == "fp32" else prepare_model(copy.deepcopy(model), precision)
-        lookup = LOOKUP_TOKENS if option == "lookup" else 0
-        decoders[variant] = FastDecoder(GreedyEngine(prepared_models[precision], tokenizer, settings), lookup_tokens=lookup)
+        decoders[variant] = fast_decoder(prepared_models[precision], tokenizer, settings, precision, lookup=option == "lookup")
 
     def run(label: str, prompt: str) -> float:
         started = time.perf_counter()

@@ -42,6 +42,8 @@ from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.decoding import Completion, Decoder
 from nebras_bot.generation.lookup import LOOKUP_TOKENS, decode_with_lookup
 from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings
+from nebras_bot.generation.lean import LeanLlama, lean_supported
+from nebras_bot.generation.weightonly import INT8_KERNEL_MAX_ROWS, quantize_weights_int8
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +51,18 @@ FAST_OFF = "off"  # transformers' model.generate (the Decoder)
 FAST_FP32 = "fp32"  # Nebras's greedy loop and prompt reuse, full precision
 FAST_INT8 = "int8"  # ... on the int8 dynamically quantised model
 FAST_BF16 = "bf16"  # ... on the bf16 model
+FAST_W8 = "w8"  # ... on the bf16 model with int8 weights (nebras_bot.generation.weightonly)
+FAST_W4 = "w4"  # ... on the bf16 model with int4 weights (groups of 32)
 FAST_AUTO = "auto"  # bf16 where the hardware has it, else fp32 (measured: docs/performance.md)
-assert set(FAST_PATHS) == {FAST_OFF, FAST_FP32, FAST_INT8, FAST_BF16, FAST_AUTO}  # the names live in settings.py
+assert set(FAST_PATHS) == {FAST_OFF, FAST_FP32, FAST_INT8, FAST_BF16, FAST_W8, FAST_W4, FAST_AUTO}  # the names live in settings.py
 TOKEN_CACHE_SIZE = 4096
 # The line-by-line tokenisation is checked against whole-prompt tokenisation on this many prompts.
 TOKEN_CACHE_CHECKS = 16
+# With int8/int4 weights a pass over more rows than the int8 kernel takes de-quantises every weight:
+# drafts are kept short enough for the kernel (docs/performance.md).
+LOOKUP_TOKENS_W8 = INT8_KERNEL_MAX_ROWS - 1
+# Paths whose single replies run through LeanLlama for a Llama-style model (int8 dynamic layers cannot be fused).
+LEAN_PATHS = (FAST_FP32, FAST_BF16, FAST_W8, FAST_W4)
 MIN_PREFIX_REUSE = 4  # shorter shared prefixes are recomputed (not worth the cache bookkeeping)
 
 
@@ -123,9 +132,12 @@ def prepare_model(model: nn.Module, fast_path: str) -> nn.Module:
         logger.info("grouped-query decoding steps without copying the KV cache (%s)", ATTENTION_NAME)
     if fast_path == FAST_INT8:
         return quantize_int8(model)
-    if fast_path == FAST_BF16:
+    if fast_path in (FAST_BF16, FAST_W8, FAST_W4):
         if not bf16_supported():
-            logger.warning("this CPU has no bf16 instructions: bf16 decoding will be slow")
+            logger.warning("this CPU has no bf16 instructions: %s decoding will be slow", fast_path)
+        if fast_path in (FAST_W8, FAST_W4):
+            conv1d_to_linear(model)
+            return quantize_weights_int8(model, bits=8 if fast_path == FAST_W8 else 4)
         return model.to(torch.bfloat16)
     return model
 
@@ -267,12 +279,23 @@ def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings) -> A
         logger.info("sampling/beam search: using model.generate (only greedy decoding has the fast path)")
     if not greedy or (fast_path == FAST_OFF and not batching):
         return Decoder(model, tokenizer, settings)
-    model = prepare_model(model, fast_path if fast_path != FAST_OFF else FAST_FP32)
-    engine = GreedyEngine(model, tokenizer, settings)
+    fast_path = fast_path if fast_path != FAST_OFF else FAST_FP32  # batching alone: Nebras's loop in fp32
+    model = prepare_model(model, fast_path)
     if batching:
         return BatchingWorker(
-            engine,
+            GreedyEngine(model, tokenizer, settings),
             max_batch_size=settings.batch_max_size,
             wait_ms=settings.batch_wait_ms,
         )
-    return FastDecoder(engine)
+    return fast_decoder(model, tokenizer, settings, fast_path)
+
+
+def fast_decoder(model: Any, tokenizer: Any, settings: GenerationSettings, fast_path: str,
+                 lookup: bool = True) -> FastDecoder:
+    """The single-reply decoder for a model already prepared for ``fast_path`` (not ``auto``):
+    :class:`LeanLlama` for a Llama-style model on the fp32, bf16 and w8 paths, prompt lookup with
+    drafts sized for the path (``lookup=False``: one token per pass)."""
+    if fast_path in LEAN_PATHS and lean_supported(model):
+        model = LeanLlama(model)
+    tokens = (LOOKUP_TOKENS_W8 if fast_path in (FAST_W8, FAST_W4) else LOOKUP_TOKENS) if lookup else 0
+    return FastDecoder(GreedyEngine(model, tokenizer, settings), lookup_tokens=tokens)

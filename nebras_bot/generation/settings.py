@@ -27,7 +27,7 @@ DEFAULT_MODEL = "models/nlg/current"
 MODE_REPHRASE = "rephrase"
 MODE_GENERATE = "generate"
 MODES = (MODE_REPHRASE, MODE_GENERATE)
-FAST_PATHS = ("off", "fp32", "int8", "bf16", "auto")  # nebras_bot.generation.fastpath
+FAST_PATHS = ("off", "fp32", "int8", "bf16", "w8", "w4", "auto")  # nebras_bot.generation.fastpath
 
 # Keys accepted in endpoints.yml that are spelled differently from the fields (kept short there).
 OPTION_ALIASES = {
