@@ -63,6 +63,7 @@ TOKEN_CACHE_CHECKS = 16
 LOOKUP_TOKENS_W8 = INT8_KERNEL_MAX_ROWS - 1
 # Paths whose single replies run through LeanLlama for a Llama-style model (int8 dynamic layers cannot be fused).
 LEAN_PATHS = (FAST_FP32, FAST_BF16, FAST_W8, FAST_W4)
+WEIGHT_ONLY_PATHS = (FAST_W8, FAST_W4)
 MIN_PREFIX_REUSE = 4  # shorter shared prefixes are recomputed (not worth the cache bookkeeping)
 
 
@@ -280,6 +281,10 @@ def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings) -> A
     if not greedy or (fast_path == FAST_OFF and not batching):
         return Decoder(model, tokenizer, settings)
     fast_path = fast_path if fast_path != FAST_OFF else FAST_FP32  # batching alone: Nebras's loop in fp32
+    if batching and fast_path in WEIGHT_ONLY_PATHS:
+        # A batch step over many rows would de-quantise every weight at every step.
+        logger.info("batching: %s weights serve one row at a time; batches decode in bf16", fast_path)
+        fast_path = FAST_BF16
     model = prepare_model(model, fast_path)
     if batching:
         return BatchingWorker(
@@ -297,5 +302,5 @@ def fast_decoder(model: Any, tokenizer: Any, settings: GenerationSettings, fast_
     drafts sized for the path (``lookup=False``: one token per pass)."""
     if fast_path in LEAN_PATHS and lean_supported(model):
         model = LeanLlama(model)
-    tokens = (LOOKUP_TOKENS_W8 if fast_path in (FAST_W8, FAST_W4) else LOOKUP_TOKENS) if lookup else 0
+    tokens = (LOOKUP_TOKENS_W8 if fast_path in WEIGHT_ONLY_PATHS else LOOKUP_TOKENS) if lookup else 0
     return FastDecoder(GreedyEngine(model, tokenizer, settings), lookup_tokens=tokens)

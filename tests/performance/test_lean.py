@@ -129,3 +129,16 @@ def test_quantised_lean_equals_the_quantised_transformers_model(llama, ids):
         # one-row passes use the int8/int4 kernels, 30-row passes the de-quantised weights: bf16 rounding apart
         assert torch.allclose(torch.stack(steps), expected[30:34], atol=0.1), fast_path
         assert isinstance(cache, LeanCache)
+
+
+def test_batching_with_weight_only_paths_decodes_batches_in_bf16(llama):
+    from nebras_bot.generation.worker import BatchingWorker
+
+    model, tokenizer = llama
+    worker = build_decoder(copy.deepcopy(model), tokenizer, GenerationSettings(fast_path="w4", batching=True))
+    try:
+        assert isinstance(worker, BatchingWorker)
+        layer = worker.engine.model.model.layers[0].self_attn.q_proj
+        assert type(layer) is torch.nn.Linear and layer.weight.dtype == torch.bfloat16
+    finally:
+        worker.close()
