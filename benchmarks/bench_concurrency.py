@@ -3,7 +3,7 @@
 ``python -m benchmarks.bench_concurrency [--model DIR] [--conversations 32] [--turns 2]``
 
 Two ``nebras nlg-server`` processes run side by side with the same model, the same fast path
-(``--fast-path``, default ``auto`` as shipped: bf16 where it is native, else Nebras's fp32 loop)
+(``--fast-path``, default ``auto`` as shipped: batches decode in bf16 where it is native, else in Nebras's fp32 loop)
 and ``rephrase_all`` (every reply is generated, then checked by the guard): one decodes concurrent
 requests in one continuous batch of up to ``NEBRAS_NLG_BATCH_MAX_SIZE`` rows (requests join
 between decoding steps), the other one at a time (batch size 1). Each round plays

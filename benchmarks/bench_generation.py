@@ -5,12 +5,12 @@
 Latency: replies of exactly ``--new-tokens`` (60) new tokens for prompts built by the serving
 prompt builder from validation rows. The plain approach is ``model.generate`` on the fp32 model
 (greedy, KV cache: transformers' defaults); Nebras's path is the ``FastDecoder`` (own greedy loop,
-prompt-line token cache, prefix KV reuse) on the model in each precision (fp32, int8, bf16). All
+prompt-line token cache, prefix KV reuse; LeanLlama for Llama-style models) on the model in each precision. All
 variants run interleaved, prompt by prompt, in a rotating order, so machine noise hits them alike.
 ``ratio`` = p50 of plain / p50 of the serving variant (``--serving``; default ``auto``: what the
-shipped ``fast_path: auto`` serves on this CPU with prompt lookup, ``bf16+lookup`` where bf16 is
-native, else ``fp32+lookup``). ``--variants auto`` times fp32 and fp32+lookup, plus bf16 and
-bf16+lookup where bf16 is native (emulated bf16 is several times slower and is skipped).
+shipped ``fast_path: auto`` serves on this CPU with prompt lookup: ``w8+lookup`` where bf16 is
+native, else ``fp32+lookup``). ``--variants auto`` times fp32 and fp32+lookup, plus the shipped
+path with and without lookup where it differs (emulated bf16 is several times slower and is skipped).
 
 Quality: BLEU and ROUGE-L against the references of ``--bleu-rows`` validation rows (stratified:
 the first rows of every intent), for the plain ``Decoder`` (``model.generate`` with Nebras's
@@ -98,7 +98,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--bleu-rows", type=int, default=54, help="validation rows for BLEU/ROUGE-L (0: skip)")
     parser.add_argument("--new-tokens", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every variant")
-    parser.add_argument("--variants", default="auto", help="Nebras paths to time: fp32|int8|bf16, "
+    parser.add_argument("--variants", default="auto", help="Nebras paths to time: fp32|int8|bf16|w8|w4, "
                         "each optionally +lookup (prompt-lookup decoding), e.g. bf16,bf16+lookup; auto: see above")
     parser.add_argument("--serving", default="auto", help="the variant that is Nebras's serving path (auto: see above)")
     parser.add_argument("--name", default=NAME, help="result name (results/<name>.json), for supplementary runs")

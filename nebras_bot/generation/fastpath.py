@@ -10,6 +10,12 @@ What makes a reply fast on a small CPU (measured in ``benchmarks/bench_generatio
   (and an LM head that fits the CPU cache) is most of the win. ``bf16`` is available too
   (Zen 4 / Sapphire Rapids have bf16 instructions): slower than int8 on GPT-2, but the fast path
   for the Llama-style SmolLM2 models, where int8 is not quality-safe.
+- **Weight-only int8/int4** (``w8``/``w4``, :mod:`nebras_bot.generation.weightonly`): only the
+  weights are rounded, activations stay bf16; on an AMX/AVX512-BF16 CPU torch's weight-only
+  kernels read a token's weights 2x (int8) or 4x (int4) faster than bf16 matrix products do.
+- **A lean forward for Llama-style models** (:class:`nebras_bot.generation.lean.LeanLlama`, single
+  replies on the fp32/bf16/w8/w4 paths): fused projections, a preallocated KV cache, about a third
+  of transformers' per-token operations.
 - **Nebras's own greedy loop** (:class:`nebras_bot.generation.batching.GreedyEngine`): logits only
   for the last prompt position, no per-step ``generate`` bookkeeping, stop checks only on tokens
   that can end a marker.
@@ -43,7 +49,7 @@ from nebras_bot.generation.decoding import Completion, Decoder
 from nebras_bot.generation.lookup import LOOKUP_TOKENS, decode_with_lookup
 from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings
 from nebras_bot.generation.lean import LeanLlama, lean_supported
-from nebras_bot.generation.weightonly import INT8_KERNEL_MAX_ROWS, quantize_weights_int8
+from nebras_bot.generation.weightonly import INT8_KERNEL_MAX_ROWS, int8_kernel_available, quantize_weights_int8
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +59,7 @@ FAST_INT8 = "int8"  # ... on the int8 dynamically quantised model
 FAST_BF16 = "bf16"  # ... on the bf16 model
 FAST_W8 = "w8"  # ... on the bf16 model with int8 weights (nebras_bot.generation.weightonly)
 FAST_W4 = "w4"  # ... on the bf16 model with int4 weights (groups of 32)
-FAST_AUTO = "auto"  # bf16 where the hardware has it, else fp32 (measured: docs/performance.md)
+FAST_AUTO = "auto"  # w8 on a CPU with native bf16, bf16 on a GPU, else fp32 (measured: docs/performance.md)
 assert set(FAST_PATHS) == {FAST_OFF, FAST_FP32, FAST_INT8, FAST_BF16, FAST_W8, FAST_W4, FAST_AUTO}  # the names live in settings.py
 TOKEN_CACHE_SIZE = 4096
 # The line-by-line tokenisation is checked against whole-prompt tokenisation on this many prompts.
@@ -113,14 +119,20 @@ def bf16_supported() -> bool:
 
 
 def resolve_fast_path(fast_path: str) -> str:
-    """``auto`` becomes ``bf16`` where bf16 is native and ``fp32`` (Nebras's loop with prompt lookup,
-    the same replies as ``model.generate``) elsewhere: the measured wins with no quality loss on the
-    shipped SmolLM2 model (docs/performance.md); other values are kept."""
+    """``auto`` becomes ``w8`` (int8 weights, bf16 arithmetic) on a CPU with native bf16, ``bf16``
+    on a GPU with bf16, and ``fp32`` (Nebras's loop with prompt lookup, the same replies as
+    ``model.generate``) elsewhere: the measured wins within the quality bound on the shipped
+    SmolLM2 model (docs/performance.md); other values are kept."""
     if fast_path not in FAST_PATHS:
         raise ValueError(f"fast_path must be one of {', '.join(FAST_PATHS)}, not {fast_path!r}")
     if fast_path != FAST_AUTO:
         return fast_path
-    resolved = FAST_BF16 if bf16_supported() else FAST_FP32
+    if not bf16_supported():
+        resolved = FAST_FP32
+    elif torch.cuda.is_available() or not int8_kernel_available():
+        resolved = FAST_BF16
+    else:
+        resolved = FAST_W8
     logger.info("fast_path auto -> %s", resolved)
     return resolved
 

@@ -130,16 +130,16 @@ class LeanLlama(nn.Module):
         self.embed = decoder.embed_tokens
         self.dtype = self.embed.weight.dtype
         self.rotary = decoder.rotary_emb
-        self.norm_weight = decoder.norm.weight
+        self.norm_weight = decoder.norm.weight.detach().float()
         self.head = model.lm_head
         self.blocks = []
         for layer in decoder.layers:
             attention, mlp = layer.self_attn, layer.mlp
             self.blocks.append((
-                layer.input_layernorm.weight,
+                layer.input_layernorm.weight.detach().float(),
                 _fuse([attention.q_proj, attention.k_proj, attention.v_proj]),
                 attention.o_proj,
-                layer.post_attention_layernorm.weight,
+                layer.post_attention_layernorm.weight.detach().float(),
                 _fuse([mlp.gate_proj, mlp.up_proj]),
                 mlp.down_proj,
             ))
@@ -149,9 +149,8 @@ class LeanLlama(nn.Module):
     # ------------------------------------------------------------------ pieces
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # transformers' LlamaRMSNorm: normalise in fp32, round to the model's dtype, then scale.
-        normed = nn.functional.rms_norm(x.float(), (x.shape[-1],), None, self.eps)
-        return weight * normed.to(x.dtype)
+        """RMSNorm of the fp32 residual stream, scaled, in the model's dtype (one fused kernel)."""
+        return nn.functional.rms_norm(x, (x.shape[-1],), weight, self.eps).to(self.dtype)
 
     def _rope_table(self, length: int) -> None:
         if self._cos.shape[0] >= length:
@@ -160,13 +159,14 @@ class LeanLlama(nn.Module):
         positions = torch.arange(size, dtype=torch.long).unsqueeze(0)
         probe = torch.empty(1, dtype=self.dtype)
         cos, sin = self.rotary(probe, positions)
-        self._cos, self._sin = cos[0], sin[0]
+        # rotate_half(x) * sin == roll(x, half) * sin with its first half negated
+        signed_sin = sin[0].clone()
+        signed_sin[:, : self.head_dim // 2] *= -1
+        self._cos, self._sin = cos[0].unsqueeze(1), signed_sin.unsqueeze(1)  # positions x 1 x dim
 
-    @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        """Rotary embedding of ``x`` (tokens x heads x dim): x * cos + rotate_half(x) * sin."""
+        return torch.addcmul(x * cos, torch.roll(x, self.head_dim // 2, dims=-1), signed_sin)
 
     # ------------------------------------------------------------------ forward
 
@@ -201,14 +201,16 @@ class LeanLlama(nn.Module):
         if count > 1:
             allowed = torch.arange(end).unsqueeze(0) <= torch.arange(base, end).unsqueeze(1)  # causal
             mask = allowed.repeat(group, 1)
-        x = self.embed(input_ids[0])
+        # The residual stream is kept in fp32 (transformers keeps it in the model's dtype): fewer
+        # conversions per layer, and no bf16 rounding of the running sum.
+        x = self.embed(input_ids[0]).float()
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         for index, (norm_in, qkv_proj, o_proj, norm_post, gate_up_proj, down_proj) in enumerate(self.blocks):
             qkv = qkv_proj(self._norm(x, norm_in))
-            q = qkv[:, :q_size].view(count, self.heads, self.head_dim).transpose(0, 1)
-            k = qkv[:, q_size : q_size + kv_size].view(count, self.kv_heads, self.head_dim).transpose(0, 1)
+            # Queries and keys get their rotary embedding together (tokens x (heads + kv_heads) x dim).
+            qk = self._rotate(qkv[:, : q_size + kv_size].view(count, -1, self.head_dim), cos, sin)
+            q, k = qk[:, : self.heads].transpose(0, 1), qk[:, self.heads :].transpose(0, 1)
             v = qkv[:, q_size + kv_size :].view(count, self.kv_heads, self.head_dim).transpose(0, 1)
-            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
             cache.keys[index, 0, :, base:end] = k
             cache.values[index, 0, :, base:end] = v
             grouped = q.reshape(1, self.kv_heads, group * count, self.head_dim)  # 4-d: the fused CPU kernel

@@ -128,18 +128,23 @@ def test_build_decoder_follows_the_settings(tiny, options, expected):
         getattr(decoder, "close", lambda: None)()
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_fast_path_is_bf16_where_bf16_is_native_else_fp32(tiny, monkeypatch, native):
+@pytest.mark.parametrize(("native", "kernel", "expected"), [(True, True, "w8"), (True, False, "bf16"), (False, True, "fp32")])
+def test_auto_fast_path_follows_the_hardware(tiny, monkeypatch, native, kernel, expected):
     import torch
 
     from nebras_bot.generation import fastpath
+    from nebras_bot.generation.weightonly import Int8WeightLinear
 
     monkeypatch.setattr(fastpath, "bf16_supported", lambda: native)
-    assert fastpath.resolve_fast_path("auto") == ("bf16" if native else "fp32")
+    monkeypatch.setattr(fastpath, "int8_kernel_available", lambda: kernel)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert fastpath.resolve_fast_path("auto") == expected
     assert fastpath.resolve_fast_path("int8") == "int8"  # explicit choices are kept
     decoder = build_decoder(copy.deepcopy(tiny.model), tiny.tokenizer, GenerationSettings(fast_path="auto"))
     assert type(decoder) is FastDecoder
-    assert next(decoder.engine.model.parameters()).dtype == (torch.bfloat16 if native else torch.float32)
+    model = decoder.engine.model
+    assert next(model.parameters()).dtype == (torch.float32 if expected == "fp32" else torch.bfloat16)
+    assert any(isinstance(m, Int8WeightLinear) for m in model.modules()) is (expected == "w8")
 
 
 def test_settings_reject_an_unknown_fast_path():
