@@ -10,7 +10,9 @@ reason logged and counted (``nebras_fallbacks_total{reason=...}``):
    model's tokenizer);
 4. decoding (:class:`nebras_bot.generation.decoding.Decoder`) -> ``error`` on an exception;
 5. placeholders filled from slots and entities -> ``missing_placeholder: name``;
-6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason.
+6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason;
+7. the topic check (:class:`nebras_bot.generation.topic.TopicCheck`, over the exemplar index's
+   replies) -> ``off_topic: reads as <intent>`` when the reply is about another intent.
 
 :meth:`ResponseGenerator.areply` runs all of this in a worker thread, off the event loop, with a
 per-reply timeout (``timeout``).
@@ -30,6 +32,7 @@ from nebras_bot.generation import guard, placeholders
 from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
 from nebras_bot.generation.prompt import PromptContext, build_prompt
 from nebras_bot.generation.settings import GenerationSettings, ModelSettingsError, model_settings
+from nebras_bot.generation.topic import TopicCheck
 from nebras_bot.monitoring import metrics
 
 logger = logging.getLogger(__name__)
@@ -118,6 +121,7 @@ class ResponseGenerator:
         self.settings = settings or GenerationSettings()
         self.loaded = loaded
         self.exemplar_index = exemplar_index
+        self.topic_check = TopicCheck.from_index(exemplar_index, self.settings.topic_top)
         self.load_error = load_error
         # Decoder, FastDecoder or BatchingWorker, per settings.fast_path / settings.batching.
         self.decoder = build_decoder(loaded.model, loaded.tokenizer, self.settings) if loaded is not None else None
@@ -245,6 +249,8 @@ class ResponseGenerator:
             max_chars=self.settings.max_chars,
             max_repeated_ngram=self.settings.max_repeated_ngram,
         )
+        if reason is None and self.topic_check is not None:
+            reason = self.topic_check.check(filled, context.intent)
         if reason is not None:
             return self.fallback(template, reason, started, prompt=prompt, raw=raw, channel=channel)
         seconds = time.perf_counter() - started
