@@ -109,11 +109,9 @@ def main(argv: List[str] | None = None) -> int:
 
     from nebras_bot.evaluation import textmetrics
     from nebras_bot.generation import placeholders
-    from nebras_bot.generation.batching import GreedyEngine
     from nebras_bot.generation.decoding import Decoder
     from nebras_bot.generation.fastpath import fast_decoder, prepare_model, resolve_fast_path
     from nebras_bot.generation.generator import ResponseGenerator
-    from nebras_bot.generation.lookup import LOOKUP_TOKENS
     from nebras_bot.generation.settings import GenerationSettings
 
     common.set_threads(args.threads)

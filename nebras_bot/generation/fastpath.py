@@ -49,7 +49,7 @@ from nebras_bot.generation.decoding import Completion, Decoder
 from nebras_bot.generation.lookup import LOOKUP_TOKENS, decode_with_lookup
 from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings
 from nebras_bot.generation.lean import LeanLlama, lean_supported
-from nebras_bot.generation.weightonly import INT8_KERNEL_MAX_ROWS, int8_kernel_available, quantize_weights_int8
+from nebras_bot.generation.weightonly import INT8_KERNEL_MAX_ROWS, int8_kernel_available, quantize_weights
 
 logger = logging.getLogger(__name__)
 
@@ -145,12 +145,12 @@ def prepare_model(model: nn.Module, fast_path: str) -> nn.Module:
         logger.info("grouped-query decoding steps without copying the KV cache (%s)", ATTENTION_NAME)
     if fast_path == FAST_INT8:
         return quantize_int8(model)
-    if fast_path in (FAST_BF16, FAST_W8, FAST_W4):
+    if fast_path == FAST_BF16 or fast_path in WEIGHT_ONLY_PATHS:
         if not bf16_supported():
             logger.warning("this CPU has no bf16 instructions: %s decoding will be slow", fast_path)
-        if fast_path in (FAST_W8, FAST_W4):
+        if fast_path in WEIGHT_ONLY_PATHS:
             conv1d_to_linear(model)
-            return quantize_weights_int8(model, bits=8 if fast_path == FAST_W8 else 4)
+            return quantize_weights(model, bits=8 if fast_path == FAST_W8 else 4)
         return model.to(torch.bfloat16)
     return model
 
@@ -310,7 +310,7 @@ def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings) -> A
 def fast_decoder(model: Any, tokenizer: Any, settings: GenerationSettings, fast_path: str,
                  lookup: bool = True) -> FastDecoder:
     """The single-reply decoder for a model already prepared for ``fast_path`` (not ``auto``):
-    :class:`LeanLlama` for a Llama-style model on the fp32, bf16 and w8 paths, prompt lookup with
+    :class:`LeanLlama` for a Llama-style model on the fp32, bf16, w8 and w4 paths, prompt lookup with
     drafts sized for the path (``lookup=False``: one token per pass)."""
     if fast_path in LEAN_PATHS and lean_supported(model):
         model = LeanLlama(model)

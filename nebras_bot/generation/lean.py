@@ -3,11 +3,11 @@
 Decoding one token of the 30-layer SmolLM2-135M through transformers' ``LlamaForCausalLM`` runs
 about 1,000 small tensor operations and as many Python calls; on one CPU core that costs more than
 reading the weights does (profiled on a Sapphire Rapids core, docs/performance.md: 52 ms per step
-with int8 weights through transformers, 36 ms through this module with the same weights). This
+with int8 weights through transformers, 30 ms through this module with the same weights). This
 module computes the same function with fewer, larger operations:
 
 - the query, key and value projections are one matrix product, and so are the gate and up
-  projections of the MLP (the weights concatenated once, when the model is wrapped);
+  projections of the MLP (``weightonly.fuse_rows``, once, when the model is wrapped);
 - keys and values go into one preallocated cache (:class:`LeanCache`) by index, not by
   concatenation; cropping it (rejected lookup drafts, prompt reuse) only moves its length;
 - the rotary cos/sin table is computed once by the model's own rotary embedding;
@@ -18,12 +18,11 @@ module computes the same function with fewer, larger operations:
 (``model(input_ids, attention_mask, position_ids, past_key_values, use_cache, logits_to_keep)``,
 ``cache.get_seq_length()``, ``cache.crop(n)``), for one unpadded row. Batches (the batching worker)
 stay with the transformers model. Linear layers are whatever the wrapped model holds: ``nn.Linear``
-(fp32/bf16) or :class:`nebras_bot.generation.weightonly.Int8WeightLinear` (``w8``). In fp32 it gives
+(fp32/bf16) or the int8/int4 layers of :mod:`nebras_bot.generation.weightonly` (``w8``/``w4``). In fp32 it gives
 ``model.generate``'s tokens (``tests/performance/test_lean.py``).
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -31,8 +30,6 @@ import torch
 from torch import nn
 
 from nebras_bot.generation.weightonly import fuse_rows
-
-logger = logging.getLogger(__name__)
 
 LEAN_MODEL_TYPES = ("llama",)
 # Rope types whose cos/sin depend on the position only (a table can be computed once).
@@ -55,26 +52,6 @@ def lean_supported(model: nn.Module) -> bool:
         and getattr(config, "pretraining_tp", 1) == 1
         and (getattr(config, "head_dim", None) or hidden // heads) * heads == hidden
     )
-
-
-def _fuse(layers: list) -> nn.Module:
-    """One layer computing ``layers`` side by side (outputs concatenated).
-
-    The fused weight is one new tensor; each original layer's weight is then rebound to its slice
-    of it, so the wrapped model keeps working and no weight is held twice.
-    """
-    if not all(type(layer) is nn.Linear for layer in layers):
-        return fuse_rows(layers)  # weight-only int8/int4 layers
-    if any(layer.bias is not None for layer in layers):
-        raise ValueError("LeanLlama fuses bias-free projections only")
-    weight = torch.cat([layer.weight.detach() for layer in layers])
-    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=False, dtype=weight.dtype)
-    fused.weight = nn.Parameter(weight, requires_grad=False)
-    start = 0
-    for layer in layers:
-        layer.weight = nn.Parameter(weight[start : start + layer.out_features], requires_grad=False)
-        start += layer.out_features
-    return fused
 
 
 class LeanCache:
@@ -124,7 +101,6 @@ class LeanLlama(nn.Module):
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads or self.heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.hidden = config.hidden_size
         self.eps = config.rms_norm_eps
         decoder = model.model
         self.embed = decoder.embed_tokens
@@ -137,10 +113,10 @@ class LeanLlama(nn.Module):
             attention, mlp = layer.self_attn, layer.mlp
             self.blocks.append((
                 layer.input_layernorm.weight.detach().float(),
-                _fuse([attention.q_proj, attention.k_proj, attention.v_proj]),
+                fuse_rows([attention.q_proj, attention.k_proj, attention.v_proj]),
                 attention.o_proj,
                 layer.post_attention_layernorm.weight.detach().float(),
-                _fuse([mlp.gate_proj, mlp.up_proj]),
+                fuse_rows([mlp.gate_proj, mlp.up_proj]),
                 mlp.down_proj,
             ))
         self.scaling = self.head_dim ** -0.5

@@ -64,13 +64,18 @@ class TopicCheck:
         position = self._position.get(intent)
         if position is None:
             return None
-        scores = self.similarities(reply)
-        return int((scores > scores[position]).sum())
+        return _rank(self.similarities(reply), position)
 
     def check(self, reply: str, intent: Optional[str]) -> Optional[str]:
         """None when ``reply`` may be about ``intent``; else ``off_topic: reads as <intent>``."""
-        rank = self.rank(reply, intent) if intent else None
-        if rank is None or rank < self.top:
+        position = self._position.get(intent) if intent else None
+        if position is None:
             return None
-        best = self.intents[int(np.argmax(self.similarities(reply)))]
-        return f"{OFF_TOPIC}: reads as {best}"
+        scores = self.similarities(reply)
+        if _rank(scores, position) < self.top:
+            return None
+        return f"{OFF_TOPIC}: reads as {self.intents[int(np.argmax(scores))]}"
+
+
+def _rank(scores: np.ndarray, position: int) -> int:
+    return int((scores > scores[position]).sum())

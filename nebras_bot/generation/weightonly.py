@@ -38,7 +38,30 @@ def int8_kernel_available() -> bool:
     return hasattr(torch.ops.aten, "_weight_int8pack_mm")
 
 
-class Int8WeightLinear(nn.Module):
+class _WeightOnlyLinear(nn.Module):
+    """What the int8 and int4 layers share: bf16 in and out, the weight-only kernel for passes of up
+    to :data:`INT8_KERNEL_MAX_ROWS` rows, the de-quantised weight above that, then the bias."""
+
+    in_features: int
+    out_features: int
+
+    def _kernel(self, rows: torch.Tensor) -> torch.Tensor:  # rows: n x in_features, bf16
+        raise NotImplementedError
+
+    def dequantized(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(COMPUTE_DTYPE)
+        rows = x.numel() // self.in_features
+        if rows <= INT8_KERNEL_MAX_ROWS and x.device.type == "cpu":
+            out = self._kernel(x.reshape(rows, self.in_features)).reshape(*x.shape[:-1], self.out_features)
+        else:
+            out = nn.functional.linear(x, self.dequantized())
+        return out if self.bias is None else out + self.bias
+
+
+class Int8WeightLinear(_WeightOnlyLinear):
     """``nn.Linear`` with int8 weights (per-output-channel scale) and bf16 inputs and outputs."""
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -55,15 +78,8 @@ class Int8WeightLinear(nn.Module):
         """The weight as the int8 kernel sees it, in bf16 (``out_features x in_features``)."""
         return self.weight_int8.to(COMPUTE_DTYPE) * self.scales[:, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(COMPUTE_DTYPE)
-        rows = x.numel() // self.in_features
-        if rows <= INT8_KERNEL_MAX_ROWS and x.device.type == "cpu":
-            out = torch.ops.aten._weight_int8pack_mm(x.reshape(rows, self.in_features), self.weight_int8, self.scales)
-            out = out.reshape(*x.shape[:-1], self.out_features)
-        else:
-            out = nn.functional.linear(x, self.dequantized())
-        return out if self.bias is None else out + self.bias
+    def _kernel(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scales)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, bf16 compute"
@@ -74,7 +90,7 @@ def _pack_int4(levels: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels.to(torch.int32), 1)
 
 
-class Int4WeightLinear(nn.Module):
+class Int4WeightLinear(_WeightOnlyLinear):
     """``nn.Linear`` with int4 weights (asymmetric, one scale and zero per :data:`INT4_GROUP` inputs)
     and bf16 inputs and outputs (``torch.ops.aten._weight_int4pack_mm_for_cpu``).
 
@@ -107,16 +123,8 @@ class Int4WeightLinear(nn.Module):
         grouped = self.levels.view(self.out_features, -1, self.group).to(COMPUTE_DTYPE)
         return grouped.mul_(scale).add_(lowest).view(self.out_features, self.in_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(COMPUTE_DTYPE)
-        rows = x.numel() // self.in_features
-        if rows <= INT8_KERNEL_MAX_ROWS and x.device.type == "cpu":
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                x.reshape(rows, self.in_features), self.weight_int4, self.group, self.scales_zeros
-            ).reshape(*x.shape[:-1], self.out_features)
-        else:
-            out = nn.functional.linear(x, self.dequantized())
-        return out if self.bias is None else out + self.bias
+    def _kernel(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.weight_int4, self.group, self.scales_zeros)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int4 weights (group {self.group}), bf16 compute"
@@ -127,32 +135,34 @@ def int4_fits(linear: nn.Linear) -> bool:
     return linear.out_features % 16 == 0 and linear.in_features % INT4_GROUP == 0
 
 
-# Buffers of each weight-only layer and the dimension along which its output rows lie.
-ROW_BUFFERS = {
+# The tensors of each fusable layer and the dimension along which its output rows lie.
+ROW_TENSORS = {
+    nn.Linear: {"weight": 0},
     Int8WeightLinear: {"weight_int8": 0, "scales": 0},
     Int4WeightLinear: {"levels": 0, "scales_zeros": 1},  # the packed weight is re-packed (see fuse_rows)
 }
 
 
 def fuse_rows(layers: list) -> nn.Module:
-    """One weight-only layer computing ``layers`` side by side (their outputs concatenated).
+    """One bias-free layer (``nn.Linear``, int8 or int4) computing ``layers`` side by side (their
+    outputs concatenated).
 
-    The fused buffers are new tensors; each original layer's buffers are rebound to slices of them,
-    so (but for int4's packed copy) no weight is held twice and the original layers keep working.
+    The fused tensors are new; each original layer's tensors are rebound to slices of them, so
+    (but for int4's packed copy) no weight is held twice and the original layers keep working.
     """
     kind = type(layers[0])
-    if kind not in ROW_BUFFERS or any(type(layer) is not kind or layer.bias is not None for layer in layers):
+    if kind not in ROW_TENSORS or any(type(layer) is not kind or layer.bias is not None for layer in layers):
         raise ValueError(f"cannot fuse {[type(layer).__name__ for layer in layers]}")
-    fused = copy.copy(layers[0])  # same class and settings; every buffer is replaced below
-    fused._buffers = dict(layers[0]._buffers)
+    fused = copy.copy(layers[0])  # same class and settings; every row tensor is replaced below
+    fused._parameters, fused._buffers = dict(layers[0]._parameters), dict(layers[0]._buffers)
     fused.out_features = sum(layer.out_features for layer in layers)
-    for name, dim in ROW_BUFFERS[kind].items():
-        whole = torch.cat([getattr(layer, name) for layer in layers], dim=dim)
-        fused._buffers[name] = whole
+    for name, dim in ROW_TENSORS[kind].items():
+        whole = torch.cat([getattr(layer, name).detach() for layer in layers], dim=dim)
+        _rebind(fused, name, whole)
         start = 0
         for layer in layers:
             part = whole.narrow(dim, start, layer.out_features)
-            layer._buffers[name] = part if dim == 0 else part.contiguous()  # (scales: small)
+            _rebind(layer, name, part if dim == 0 else part.contiguous())  # (scales: small)
             start += layer.out_features
     if kind is Int4WeightLinear:
         # The packing interleaves blocks of rows: packed weights cannot be concatenated, levels can.
@@ -160,7 +170,14 @@ def fuse_rows(layers: list) -> nn.Module:
     return fused
 
 
-def quantize_weights_int8(model: nn.Module, bits: int = 8) -> nn.Module:
+def _rebind(layer: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    if name in layer._parameters:
+        layer._parameters[name] = nn.Parameter(tensor, requires_grad=False)
+    else:
+        layer._buffers[name] = tensor
+
+
+def quantize_weights(model: nn.Module, bits: int = 8) -> nn.Module:
     """The model in bf16 with every ``nn.Linear`` (the LM head included) holding int8 (``bits=8``)
     or int4 (``bits=4``; int8 for a layer whose shape the int4 kernel does not take) weights, in place.
 
@@ -178,5 +195,5 @@ def quantize_weights_int8(model: nn.Module, bits: int = 8) -> nn.Module:
                 replaced += 1
     if getattr(model, "config", None) is not None:
         model.config.tie_word_embeddings = False  # the head is no longer the embedding matrix
-    logger.info("w8: %d linear layers hold int8 weights (bf16 compute)", replaced)
+    logger.info("w%d: %d linear layers hold int%d weights (bf16 compute)", bits, replaced, bits)
     return model

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nebras_bot.generation import weightonly
-from nebras_bot.generation.weightonly import Int4WeightLinear, Int8WeightLinear, fuse_rows, quantize_weights_int8
+from nebras_bot.generation.weightonly import Int4WeightLinear, Int8WeightLinear, fuse_rows, quantize_weights
 
 from .test_llama_exactness import llama  # noqa: F401 (fixture)
 
@@ -73,7 +73,7 @@ def test_fuse_rows_refuses_mixed_layers():
 @pytest.mark.parametrize("bits", [8, 4])
 def test_quantize_weights_converts_every_linear_layer(llama, bits):
     model, _tokenizer = llama
-    quantised = quantize_weights_int8(copy.deepcopy(model), bits=bits)
+    quantised = quantize_weights(copy.deepcopy(model), bits=bits)
     kinds = {type(m) for m in quantised.modules() if isinstance(m, (nn.Linear, Int8WeightLinear, Int4WeightLinear))}
     assert nn.Linear not in kinds
     head = quantised.lm_head  # 50k+ GPT-2 vocabulary rows: not a multiple of 16, so int8 even for w4
@@ -89,4 +89,4 @@ def test_quantize_weights_converts_every_linear_layer(llama, bits):
 def test_without_the_kernel_w8_says_so(monkeypatch):
     monkeypatch.setattr(weightonly, "int8_kernel_available", lambda: False)
     with pytest.raises(RuntimeError, match="_weight_int8pack_mm"):
-        quantize_weights_int8(nn.Sequential(nn.Linear(8, 8)))
+        quantize_weights(nn.Sequential(nn.Linear(8, 8)))
