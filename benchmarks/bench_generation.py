@@ -8,9 +8,11 @@ prompt builder from validation rows. The plain approach is ``model.generate`` on
 prompt-line token cache, prefix KV reuse; LeanLlama for Llama-style models) on the model in each precision. All
 variants run interleaved, prompt by prompt, in a rotating order, so machine noise hits them alike.
 ``ratio`` = p50 of plain / p50 of the serving variant (``--serving``; default ``auto``: what the
-shipped ``fast_path: auto`` serves on this CPU with prompt lookup: ``w8+lookup`` where bf16 is
-native, else ``fp32+lookup``). ``--variants auto`` times fp32 and fp32+lookup, plus the shipped
-path with and without lookup where it differs (emulated bf16 is several times slower and is skipped).
+shipped ``fast_path: auto`` serves on this CPU: ``w8`` where bf16 is native, else ``fp32``, with
+prompt lookup and corpus drafts from the model's training replies, ``+corpus``; ``+lookup`` for a
+model without an exemplar index). ``--variants auto`` times fp32 and fp32+lookup, plus the shipped
+path without drafts, with prompt lookup and with corpus drafts (emulated bf16 is several times
+slower and is skipped).
 
 Quality: BLEU and ROUGE-L against the references of ``--bleu-rows`` validation rows (stratified:
 the first rows of every intent), for the plain ``Decoder`` (``model.generate`` with Nebras's
@@ -99,7 +101,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every variant")
     parser.add_argument("--variants", default="auto", help="Nebras paths to time: fp32|int8|bf16|w8|w4, "
-                        "each optionally +lookup (prompt-lookup decoding), e.g. bf16,bf16+lookup; auto: see above")
+                        "each optionally +lookup (prompt-lookup decoding) or +corpus (lookup and corpus drafts), e.g. w8,w8+corpus; auto: see above")
     parser.add_argument("--serving", default="auto", help="the variant that is Nebras's serving path (auto: see above)")
     parser.add_argument("--name", default=NAME, help="result name (results/<name>.json), for supplementary runs")
     args = parser.parse_args(argv)
@@ -127,19 +129,27 @@ def main(argv: List[str] | None = None) -> int:
     prompts = [generator.build_prompt(context) for context, *_ in items]
 
     shipped = resolve_fast_path("auto")  # what the shipped endpoints.yml serves on this machine
+    drafting = "corpus" if generator.exemplar_index is not None and settings.corpus_drafts else "lookup"
     if args.serving == "auto":
-        args.serving = f"{shipped}+lookup"
+        args.serving = f"{shipped}+{drafting}"
     if args.variants == "auto":
-        args.variants = ",".join(dict.fromkeys(["fp32", "fp32+lookup", shipped, f"{shipped}+lookup"]))
+        args.variants = ",".join(dict.fromkeys(["fp32", "fp32+lookup", shipped, f"{shipped}+lookup", f"{shipped}+{drafting}"]))
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.serving not in variants:
         variants.append(args.serving)
     decoders, prepared_models = {}, {}
-    for variant in variants:  # "<precision>" or "<precision>+lookup" (prompt-lookup decoding)
+    corpus = generator.exemplar_index.replies if generator.exemplar_index is not None else None
+    for variant in variants:  # "<precision>", "<precision>+lookup" (prompt lookup), "<precision>+corpus" (and corpus drafts)
         precision, _, option = variant.partition("+")
+        if option not in ("", "lookup", "corpus"):
+            raise SystemExit(f"unknown variant option {option!r} in {variant!r}: lookup or corpus")
+        if option == "corpus" and corpus is None:
+            raise SystemExit(f"{variant}: the model has no exemplar index (its training replies) for corpus drafts")
         if precision not in prepared_models:
             prepared_models[precision] = model if precision == "fp32" else prepare_model(copy.deepcopy(model), precision)
-        decoders[variant] = fast_decoder(prepared_models[precision], tokenizer, settings, precision, lookup=option == "lookup")
+        decoders[variant] = fast_decoder(prepared_models[precision], tokenizer, settings, precision,
+                                         lookup=option in ("lookup", "corpus"),
+                                         corpus=corpus if option == "corpus" else None)
 
     def run(label: str, prompt: str) -> float:
         started = time.perf_counter()

@@ -46,7 +46,9 @@ from nebras_bot.generation.attention import ATTENTION_NAME, use_grouped_decode_a
 from nebras_bot.generation.batching import DecodeRequest, GreedyEngine, Row
 from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.decoding import Completion, Decoder
+from nebras_bot.generation.drafts import CorpusDrafts
 from nebras_bot.generation.lookup import LOOKUP_TOKENS, decode_with_lookup
+from nebras_bot.generation.prompt import END
 from nebras_bot.generation.settings import FAST_PATHS, GenerationSettings
 from nebras_bot.generation.lean import LeanLlama, lean_supported
 from nebras_bot.generation.weightonly import INT8_KERNEL_MAX_ROWS, int8_kernel_available, quantize_weights
@@ -224,9 +226,11 @@ def _shared_prefix(left: Sequence[int], right: Sequence[int]) -> int:
 class FastDecoder:
     """``Decoder.complete`` for one prompt at a time through the greedy engine, reusing prompt work."""
 
-    def __init__(self, engine: GreedyEngine, reuse_prefix: bool = True, lookup_tokens: int = LOOKUP_TOKENS) -> None:
+    def __init__(self, engine: GreedyEngine, reuse_prefix: bool = True, lookup_tokens: int = LOOKUP_TOKENS,
+                 corpus: Any = None) -> None:
         self.engine = engine
         self.lookup_tokens = lookup_tokens  # prompt-lookup draft tokens per pass (0: one token per pass)
+        self.corpus = corpus  # CorpusDrafts: guesses from the training replies where the prompt has none
         self.settings = engine.settings
         self.tokenizer = engine.tokenizer
         self.max_positions = engine.max_positions
@@ -268,7 +272,7 @@ class FastDecoder:
             self._cache, self._cached_ids = None, []  # invalid while decoding (an error leaves it unusable)
             row = Row(request)
             if self.lookup_tokens > 0:
-                cache, passes = decode_with_lookup(self.engine, row, ids, logits, cache, self.lookup_tokens)
+                cache, passes = decode_with_lookup(self.engine, row, ids, logits, cache, self.lookup_tokens, self.corpus)
                 self.decoding_passes += passes
                 completion = self.engine.completion(row, len(ids), time.perf_counter() - started)
             else:
@@ -284,8 +288,9 @@ class FastDecoder:
 # --------------------------------------------------------------------------- the factory
 
 
-def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings) -> Any:
-    """The decoder ``ResponseGenerator`` should call for ``settings`` (see the module docstring)."""
+def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings, corpus: Any = None) -> Any:
+    """The decoder ``ResponseGenerator`` should call for ``settings`` (see the module docstring);
+    ``corpus``: the model's training replies (texts) for corpus drafts on the single-reply path."""
     fast_path, batching = resolve_fast_path(settings.fast_path), settings.batching
     greedy = not settings.do_sample and settings.num_beams == 1
     if not greedy and (batching or fast_path != FAST_OFF):
@@ -304,15 +309,29 @@ def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings) -> A
             max_batch_size=settings.batch_max_size,
             wait_ms=settings.batch_wait_ms,
         )
-    return fast_decoder(model, tokenizer, settings, fast_path)
+    return fast_decoder(model, tokenizer, settings, fast_path, corpus=corpus if settings.corpus_drafts else None)
 
 
 def fast_decoder(model: Any, tokenizer: Any, settings: GenerationSettings, fast_path: str,
-                 lookup: bool = True) -> FastDecoder:
+                 lookup: bool = True, corpus: Optional[Sequence[str]] = None) -> FastDecoder:
     """The single-reply decoder for a model already prepared for ``fast_path`` (not ``auto``):
     :class:`LeanLlama` for a Llama-style model on the fp32, bf16, w8 and w4 paths, prompt lookup with
-    drafts sized for the path (``lookup=False``: one token per pass)."""
+    drafts sized for the path (``lookup=False``: one token per pass), plus corpus drafts from the
+    texts in ``corpus`` (the model's training replies) when given."""
     if fast_path in LEAN_PATHS and lean_supported(model):
         model = LeanLlama(model)
     tokens = (LOOKUP_TOKENS_W8 if fast_path in WEIGHT_ONLY_PATHS else LOOKUP_TOKENS) if lookup else 0
-    return FastDecoder(GreedyEngine(model, tokenizer, settings), lookup_tokens=tokens)
+    drafts = _corpus_drafts(tokenizer, corpus) if tokens and corpus else None
+    return FastDecoder(GreedyEngine(model, tokenizer, settings), lookup_tokens=tokens, corpus=drafts)
+
+
+def _corpus_drafts(tokenizer: Any, texts: Sequence[str]) -> Optional[CorpusDrafts]:
+    started = time.perf_counter()
+    try:
+        drafts = CorpusDrafts.from_texts(tokenizer, texts, suffix=END)
+    except Exception as error:  # drafts only speed decoding up: without them the replies are the same
+        logger.warning("corpus drafts unavailable (%s); prompt lookup only", error)
+        return None
+    logger.info("corpus drafts: %d n-gram entries from %d replies in %.1f s", len(drafts), len(texts),
+                time.perf_counter() - started)
+    return drafts

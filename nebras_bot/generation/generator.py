@@ -124,7 +124,8 @@ class ResponseGenerator:
         self.topic_check = TopicCheck.from_index(exemplar_index, self.settings.topic_top)
         self.load_error = load_error
         # Decoder, FastDecoder or BatchingWorker, per settings.fast_path / settings.batching.
-        self.decoder = build_decoder(loaded.model, loaded.tokenizer, self.settings) if loaded is not None else None
+        corpus = exemplar_index.replies if exemplar_index is not None else None
+        self.decoder = build_decoder(loaded.model, loaded.tokenizer, self.settings, corpus) if loaded is not None else None
         # With batching, concurrent replies wait in the worker's queue together (one thread each).
         workers = self.settings.batch_max_size if self.settings.batching else 1
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nebras-gen")

@@ -53,14 +53,26 @@ def draft_tokens(
     return []
 
 
+def propose(context: Sequence[int], k: int, search_end: Optional[int] = None, corpus: Any = None) -> List[int]:
+    """The draft to verify next: copied from the prompt when the text so far recurs there, else (or
+    when the corpus guesses further) the :class:`nebras_bot.generation.drafts.CorpusDrafts` guess."""
+    draft = draft_tokens(context, k, search_end=search_end)
+    if corpus is not None and len(draft) < k:
+        guess = corpus.draft(context, k)
+        if len(guess) > len(draft):
+            return guess
+    return draft
+
+
 def decode_with_lookup(engine: Any, row: Any, prompt: List[int], logits: torch.Tensor, cache: Any,
-                       k: int = LOOKUP_TOKENS) -> Tuple[Any, int]:
+                       k: int = LOOKUP_TOKENS, corpus: Any = None) -> Tuple[Any, int]:
     """Greedy-decode ``row`` after its prompt pass (``engine.prefill``), verifying drafts.
 
     ``logits`` are the prompt pass's last logits (1 x vocab); ``cache`` holds the prompt's KV.
     Fills ``row.generated`` and ``row.stopped_by``; returns the cache, which then holds the prompt
     and every generated token but the last one (as after ``GreedyEngine.decode_rows``), and the
-    number of model passes after the prompt pass.
+    number of model passes after the prompt pass. ``corpus`` (a ``CorpusDrafts``) adds guesses
+    from the model's training replies where the prompt has none.
     """
     import time
 
@@ -74,7 +86,7 @@ def decode_with_lookup(engine: Any, row: Any, prompt: List[int], logits: torch.T
     search_end = len(prompt) if engine.settings.no_repeat_ngram_size > 0 else None
     while row.stopped_by is None:
         room = row.request.max_new_tokens - len(generated)
-        draft = draft_tokens(prompt + generated, min(k, max(0, room - 1)), search_end=search_end)
+        draft = propose(prompt + generated, min(k, max(0, room - 1)), search_end, corpus)
         feed = [generated[-1]] + draft
         base = cache.get_seq_length()
         ids = torch.tensor([feed], dtype=torch.long)

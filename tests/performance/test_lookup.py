@@ -56,3 +56,23 @@ def test_lookup_respects_the_token_limit_and_the_deadline(tiny, settings, prompt
         assert (completion.new_tokens, completion.stopped_by) == (limit, "length")
     late = lookup.complete(prompts[0], max_new_tokens=20, time_limit=-1.0)
     assert (late.new_tokens, late.stopped_by) == (1, "time")
+
+
+@pytest.mark.parametrize("no_repeat", [4, 0])
+def test_corpus_drafts_keep_the_greedy_replies_and_save_passes(tiny, settings, prompts, no_repeat):
+    """A corpus of the replies the model writes (as after fine-tuning: it repeats its training
+    replies) lets most drafts through; a corpus of unrelated text changes nothing but the cost."""
+    from nebras_bot.generation.drafts import CorpusDrafts
+
+    settings = settings.copy(update={"no_repeat_ngram_size": no_repeat})
+    expected = [c.raw for c in map(Decoder(tiny.model, tiny.tokenizer, settings).complete, prompts)]
+    own = CorpusDrafts.from_texts(tiny.tokenizer, expected * 2)  # each continuation seen twice
+    unrelated = CorpusDrafts.from_texts(tiny.tokenizer, ["the fee is listed on the invoice page"] * 2)
+    decoders = {
+        name: FastDecoder(GreedyEngine(tiny.model, tiny.tokenizer, settings), lookup_tokens=3, corpus=corpus)
+        for name, corpus in (("prompt only", None), ("own", own), ("unrelated", unrelated))
+    }
+    for name, decoder in decoders.items():
+        assert [decoder.complete(p).raw for p in prompts] == expected, name
+    assert decoders["own"].decoding_passes < decoders["prompt only"].decoding_passes
+    assert decoders["own"].decoding_passes <= sum(len(tiny.tokenizer(e).input_ids) for e in expected) / 2
