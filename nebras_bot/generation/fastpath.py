@@ -320,6 +320,9 @@ def fast_decoder(model: Any, tokenizer: Any, settings: GenerationSettings, fast_
     texts in ``corpus`` (the model's training replies) when given."""
     if fast_path in LEAN_PATHS and lean_supported(model):
         model = LeanLlama(model)
+        if fast_path in WEIGHT_ONLY_PATHS and settings.hold_bf16_weights:
+            logger.info("%s: prompt passes use %.0f MB of de-quantised bf16 weights held in memory",
+                        fast_path, model.hold_dequantized() / 2**20)
     tokens = (LOOKUP_TOKENS_W8 if fast_path in WEIGHT_ONLY_PATHS else LOOKUP_TOKENS) if lookup else 0
     drafts = _corpus_drafts(tokenizer, corpus) if tokens and corpus else None
     return FastDecoder(GreedyEngine(model, tokenizer, settings), lookup_tokens=tokens, corpus=drafts)

@@ -29,7 +29,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from nebras_bot.generation.weightonly import fuse_rows
+from nebras_bot.generation.weightonly import WeightOnlyLinear, fuse_rows
 
 LEAN_MODEL_TYPES = ("llama",)
 # Rope types whose cos/sin depend on the position only (a table can be computed once).
@@ -121,6 +121,17 @@ class LeanLlama(nn.Module):
             ))
         self.scaling = self.head_dim ** -0.5
         self._cos = self._sin = torch.empty(0)
+
+    def hold_dequantized(self) -> int:
+        """With int8/int4 weights: keep the body's weights de-quantised too, so prompt passes
+        (more rows than the weight-only kernels take) skip de-quantising them. The LM head is
+        left out: prompt passes compute the last position's logits only. Returns the bytes held."""
+        held = 0
+        for block in self.blocks:
+            for layer in block:
+                if isinstance(layer, WeightOnlyLinear):
+                    held += layer.hold_dequantized()
+        return held
 
     # ------------------------------------------------------------------ pieces
 

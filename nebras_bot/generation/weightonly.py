@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import Optional
 
 import torch
 from torch import nn
@@ -38,12 +39,13 @@ def int8_kernel_available() -> bool:
     return hasattr(torch.ops.aten, "_weight_int8pack_mm")
 
 
-class _WeightOnlyLinear(nn.Module):
+class WeightOnlyLinear(nn.Module):
     """What the int8 and int4 layers share: bf16 in and out, the weight-only kernel for passes of up
     to :data:`INT8_KERNEL_MAX_ROWS` rows, the de-quantised weight above that, then the bias."""
 
     in_features: int
     out_features: int
+    held: Optional[torch.Tensor] = None  # the de-quantised weight, when kept (hold_dequantized)
 
     def _kernel(self, rows: torch.Tensor) -> torch.Tensor:  # rows: n x in_features, bf16
         raise NotImplementedError
@@ -51,17 +53,23 @@ class _WeightOnlyLinear(nn.Module):
     def dequantized(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def hold_dequantized(self) -> int:
+        """Keep the de-quantised bf16 weight for passes over many rows (prompt passes then skip
+        de-quantising: faster, at the cost of holding the weight twice); returns its bytes."""
+        self.held = self.dequantized()
+        return self.held.numel() * self.held.element_size()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(COMPUTE_DTYPE)
         rows = x.numel() // self.in_features
         if rows <= INT8_KERNEL_MAX_ROWS and x.device.type == "cpu":
             out = self._kernel(x.reshape(rows, self.in_features)).reshape(*x.shape[:-1], self.out_features)
         else:
-            out = nn.functional.linear(x, self.dequantized())
+            out = nn.functional.linear(x, self.held if self.held is not None else self.dequantized())
         return out if self.bias is None else out + self.bias
 
 
-class Int8WeightLinear(_WeightOnlyLinear):
+class Int8WeightLinear(WeightOnlyLinear):
     """``nn.Linear`` with int8 weights (per-output-channel scale) and bf16 inputs and outputs."""
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -90,7 +98,7 @@ def _pack_int4(levels: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels.to(torch.int32), 1)
 
 
-class Int4WeightLinear(_WeightOnlyLinear):
+class Int4WeightLinear(WeightOnlyLinear):
     """``nn.Linear`` with int4 weights (asymmetric, one scale and zero per :data:`INT4_GROUP` inputs)
     and bf16 inputs and outputs (``torch.ops.aten._weight_int4pack_mm_for_cpu``).
 
@@ -155,6 +163,9 @@ def fuse_rows(layers: list) -> nn.Module:
         raise ValueError(f"cannot fuse {[type(layer).__name__ for layer in layers]}")
     fused = copy.copy(layers[0])  # same class and settings; every row tensor is replaced below
     fused._parameters, fused._buffers = dict(layers[0]._parameters), dict(layers[0]._buffers)
+    for layer in (fused, *layers):
+        if getattr(layer, "held", None) is not None:
+            layer.held = None  # a held weight would no longer match the rebound rows
     fused.out_features = sum(layer.out_features for layer in layers)
     for name, dim in ROW_TENSORS[kind].items():
         whole = torch.cat([getattr(layer, name).detach() for layer in layers], dim=dim)

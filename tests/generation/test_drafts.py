@@ -57,3 +57,23 @@ def test_from_texts_tokenises_replies_as_completions_do():
     assert tokenizer.decode(drafts.draft(ending, 8)) == ".<|end|>"  # the reply's end, then nothing
     with pytest.raises(ValueError, match="non-empty"):
         CorpusDrafts.from_texts(tokenizer, ["", " "])
+
+
+@pytest.mark.parametrize(("fast_path", "corpus_drafts", "expected"), [("fp32", True, True), ("fp32", False, False), ("off", True, False)])
+def test_the_generator_drafts_from_its_exemplar_index(fast_path, corpus_drafts, expected):
+    """The fast-path decoder gets the model's training replies (the exemplar index) as its corpus."""
+    from nebras_bot.generation.generator import ResponseGenerator
+    from nebras_bot.generation.loader import tiny_gpt2
+    from nebras_bot.generation.retrieval import ExemplarIndex
+    from nebras_bot.generation.settings import GenerationSettings
+
+    replies = ["Please log in to your account and open Order History."] * 3
+    index = ExemplarIndex(["where is my order", "track my order", "order status"], replies)
+    settings = GenerationSettings(torch_threads=1, fast_path=fast_path, corpus_drafts=corpus_drafts, max_new_tokens=4)
+    generator = ResponseGenerator(tiny_gpt2(), settings, exemplar_index=index)
+    drafts = getattr(generator.decoder, "corpus", None)
+    assert (drafts is not None) is expected
+    if expected:
+        context = generator.loaded.tokenizer(" Please log in to", add_special_tokens=False).input_ids
+        assert generator.loaded.tokenizer.decode(drafts.draft(context, 3)) == " your account and"
+    generator.close()

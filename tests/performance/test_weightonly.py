@@ -90,3 +90,41 @@ def test_without_the_kernel_w8_says_so(monkeypatch):
     monkeypatch.setattr(weightonly, "int8_kernel_available", lambda: False)
     with pytest.raises(RuntimeError, match="_weight_int8pack_mm"):
         quantize_weights(nn.Sequential(nn.Linear(8, 8)))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_held_weights_give_the_same_prompt_pass_and_are_dropped_when_fused(bits):
+    torch.manual_seed(4)
+    kind = Int8WeightLinear if bits == 8 else Int4WeightLinear
+    layer = kind(nn.Linear(64, 32, bias=False))
+    many = torch.randn(9, 64, dtype=torch.bfloat16)  # more rows than the kernel takes: de-quantised
+    expected = layer(many)
+    assert layer.hold_dequantized() == 32 * 64 * 2  # bytes of the bf16 copy
+    assert torch.equal(layer(many), expected)
+    layer.held.zero_()  # the held copy is what a many-row pass uses ...
+    assert not layer(many).any()
+    assert torch.equal(layer(many[:2]), layer._kernel(many[:2]))  # ... and a few rows never use it
+    other = kind(nn.Linear(64, 16, bias=False))
+    fused = fuse_rows([layer, other])
+    assert layer.held is None and fused.held is None  # rebound rows: a held copy would be stale
+    assert torch.allclose(fused(many)[:, :32].float(), expected.float(), atol=0.05)
+
+
+def test_lean_llama_holds_the_body_weights_for_prompt_passes(llama):
+    from nebras_bot.generation.fastpath import fast_decoder, prepare_model
+    from nebras_bot.generation.lean import LeanLlama
+    from nebras_bot.generation.settings import GenerationSettings
+
+    model, tokenizer = llama
+    ids = torch.randint(0, 2000, (1, 30))
+    quantised = prepare_model(copy.deepcopy(model), "w8")
+    with torch.inference_mode():
+        expected = LeanLlama(copy.deepcopy(quantised))(ids).logits
+        lean = LeanLlama(quantised)
+        body = sum(layer.weight_int8.numel() for block in lean.blocks for layer in block[1:] if hasattr(layer, "weight_int8"))
+        assert lean.hold_dequantized() == 2 * body
+        assert torch.equal(lean(ids).logits, expected)
+    assert lean.head.held is None  # prompt passes keep one position's logits: the head stays int8 only
+    held = fast_decoder(prepare_model(copy.deepcopy(model), "w8"), tokenizer, GenerationSettings(), "w8")
+    kept = fast_decoder(prepare_model(copy.deepcopy(model), "w8"), tokenizer, GenerationSettings(hold_bf16_weights=False), "w8")
+    assert held.engine.model.blocks[0][1].held is not None and kept.engine.model.blocks[0][1].held is None
