@@ -21,7 +21,10 @@ What makes a reply fast on a small CPU (measured in ``benchmarks/bench_generatio
   that can end a marker.
 - **Prompt-lookup decoding** (:mod:`nebras_bot.generation.lookup`): drafts copied from the prompt
   are verified several tokens per model pass (greedy-equivalent; with bf16 a pass over 9 tokens
-  costs little more than over one).
+  costs little more than over one), plus **corpus drafts** (:mod:`nebras_bot.generation.drafts`)
+  from the model's training replies where the prompt has nothing to copy.
+- **Held bf16 weights** (``hold_bf16_weights``, w8/w4): prompt passes use de-quantised weights kept
+  from load instead of de-quantising every weight for every prompt.
 - **Prompt reuse** (:class:`FastDecoder`): the token ids of prompt lines are cached (the system
   lines, exemplars and history turns recur from turn to turn), and the KV cache of the previous
   prompt is kept, so a new prompt only runs the model over what differs from the last one.
