@@ -13,7 +13,7 @@ A draft is only a guess: the model verifies it in one pass and keeps the greedy 
 drafts. A poor guess costs a longer pass; an entry is therefore kept only when its continuation was
 seen at least :data:`DRAFT_MIN_COUNT` times and in at least :data:`DRAFT_MIN_SHARE` of the context's
 occurrences. Built from the model's exemplar index (its training replies) when the decoder is made:
-about a second for a few thousand replies.
+1.5-3 s for the 3,286 replies of the shipped model (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -66,14 +66,15 @@ class CorpusDrafts:
 
     def draft(self, context: Sequence[int], k: int) -> List[int]:
         """Up to ``k`` guessed tokens after ``context``, each guessed after the ones before it."""
-        window = list(context[max(0, len(context) - self.orders[0]) :])
+        longest = self.orders[0]
+        window = list(context[max(0, len(context) - longest) :])
         guessed: List[int] = []
         while len(guessed) < k:
             token = self.next_token(window)
             if token is None:
                 break
             guessed.append(token)
-            window = window[1:] + [token] if len(window) >= self.orders[0] else window + [token]
+            window = (window + [token])[-longest:]
         return guessed
 
 
