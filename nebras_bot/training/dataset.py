@@ -14,6 +14,7 @@ which is the usual trade-off (each example starts with its ``<|system|>`` block)
 """
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -46,6 +47,8 @@ class Encoded:
     exemplars_retrieved: int = 0
     exemplars_in_prompt: int = 0
     truncated: bool = False  # the completion (reply + <|end|>) was cut by max_length
+    # A packed row: the lengths of the examples it holds, in order (None: one example).
+    segments: Optional[List[int]] = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -133,9 +136,10 @@ def pack(examples: Sequence[Encoded], max_length: int) -> List[Encoded]:
             if len(row) + len(example) <= max_length:
                 row.input_ids.extend(example.input_ids)
                 row.labels.extend(example.labels)
+                row.segments.append(len(example))
                 break
         else:
-            row = Encoded(list(example.input_ids), list(example.labels))
+            row = Encoded(list(example.input_ids), list(example.labels), segments=[len(example)])
             rows.append(row)
             open_rows.append(row)
             # Only the last few rows are worth trying: keeps packing linear and order-preserving.
@@ -144,9 +148,14 @@ def pack(examples: Sequence[Encoded], max_length: int) -> List[Encoded]:
 
 
 def collate(rows: Sequence[Encoded], pad_id: int) -> Dict[str, "object"]:
-    """Right-padded tensors ``input_ids``, ``attention_mask``, ``labels`` (padding is never scored)."""
+    """Right-padded tensors ``input_ids``, ``attention_mask``, ``labels`` (padding is never scored).
+
+    Packed rows (from ``pack``) are flattened into one row without padding, with ``position_ids``
+    restarting at every example and the examples' boundaries (``training.packing``)."""
     import torch
 
+    if rows and all(row.segments for row in rows):
+        return _collate_packed(rows)
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
@@ -157,6 +166,24 @@ def collate(rows: Sequence[Encoded], pad_id: int) -> Dict[str, "object"]:
         labels[i, :n] = torch.tensor(row.labels)
         attention[i, :n] = 1
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def _collate_packed(rows: Sequence[Encoded]) -> Dict[str, "object"]:
+    import torch
+
+    from nebras_bot.training import packing
+
+    lengths = [n for row in rows for n in row.segments]
+    if sum(lengths) != sum(len(row) for row in rows):
+        raise ValueError("a packed row's segment lengths do not add up to its length")
+    input_ids = torch.tensor([[t for row in rows for t in row.input_ids]], dtype=torch.long)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "labels": torch.tensor([[t for row in rows for t in row.labels]], dtype=torch.long),
+        packing.POSITIONS: torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0),
+        packing.BOUNDARIES: torch.tensor([0] + list(itertools.accumulate(lengths)), dtype=torch.int32),
+    }
 
 
 def batches(rows: Sequence[Encoded], batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> List[List[Encoded]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from nebras_bot.training import dataset as ds
+from nebras_bot.training import packing
 
 
 def scored_loss(model, tensors: Dict[str, Any], fast: bool):
@@ -21,10 +22,10 @@ def scored_loss(model, tensors: Dict[str, Any], fast: bool):
     if fast:
         core = model.get_base_model() if hasattr(model, "get_base_model") else model
         body = getattr(core, core.base_model_prefix)
-        hidden = body(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).last_hidden_state
+        hidden = body(input_ids=tensors["input_ids"], **packing.model_inputs(tensors)).last_hidden_state
         logits = core.get_output_embeddings()(hidden[:, :-1][mask])
     else:
-        full = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+        full = model(input_ids=tensors["input_ids"], **packing.model_inputs(tensors)).logits
         logits = full[:, :-1][mask]
     loss = torch.nn.functional.cross_entropy(logits.float(), labels[mask])
     return loss, int(mask.sum())

@@ -30,6 +30,7 @@ from nebras_bot.data.split import TRAIN, VALIDATION
 from nebras_bot.data.templates import intent_templates
 from nebras_bot.generation.prompt import PromptSettings
 from nebras_bot.training import dataset as ds
+from nebras_bot.training import packing
 from nebras_bot.training.checkpoint import load_rng, save_rng
 from nebras_bot.training.loss import evaluate_loss, scored_loss
 from nebras_bot.training.model_card import write_model_card
@@ -91,6 +92,8 @@ def build_model(recipe: Recipe, base: str):
     else:
         loaded = loader.load_causal_lm(base)
     model = loaded.model
+    if recipe.packing:
+        packing.use_segment_attention(model)  # packed examples attend only to themselves
     if recipe.method == METHOD_LORA:
         from peft import LoraConfig, get_peft_model
 
