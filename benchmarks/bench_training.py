@@ -14,6 +14,12 @@ only, as ``nebras train`` encodes them):
 
 tokens/s counts real (non-padding) tokens, which are the same for both. Rounds alternate
 (N B B N ...). ``ratio`` = Nebras tokens/s / naive tokens/s (medians over rounds).
+
+Every pass trains its own copy of the untouched initial model: ``accelerator.prepare`` wraps the
+model's ``forward`` in bf16 autocast for good, so a naive pass on a model a Nebras pass had
+prepared would silently run in bf16 (it did until 2026-11-26: naive rounds after a Nebras round
+were 30-40 % faster than before one). The first step of every pass is not timed (first-call
+allocations and kernel set-up, which fell on whichever pass ran first).
 """
 from __future__ import annotations
 
@@ -66,7 +72,9 @@ def _nebras_pass(model, encoded, recipe, pad_id, use_bf16: bool) -> Dict[str, An
     model.train()
     tokens, losses = 0, []
     started = time.perf_counter()
-    for batch in ds.batches(rows, recipe.batch_size, recipe.seed, 0, shuffle=False):
+    for number, batch in enumerate(ds.batches(rows, recipe.batch_size, recipe.seed, 0, shuffle=False)):
+        if number == 1:  # the first step is a warm-up (see the module docstring)
+            tokens, started = 0, time.perf_counter()
         tensors = ds.collate(batch, pad_id)
         with accelerator.autocast():
             loss, _ = scored_loss(model, tensors, True)
@@ -92,6 +100,8 @@ def _naive_pass(model, encoded, recipe, pad_id) -> Dict[str, Any]:
     tokens, losses = 0, []
     started = time.perf_counter()
     for start in range(0, len(encoded), recipe.batch_size):
+        if start == recipe.batch_size:  # the first step is a warm-up (see the module docstring)
+            tokens, started = 0, time.perf_counter()
         tensors = ds.collate(encoded[start : start + recipe.batch_size], pad_id)  # padded, one example per row
         loss = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"],
                      labels=tensors["labels"]).loss
@@ -124,17 +134,17 @@ def main(argv: List[str] | None = None) -> int:
     use_bf16 = recipe.bf16 == "true" or (recipe.bf16 == "auto" and bf16_supported())
     model, tokenizer, version, encoded, data_dir = _prepare(recipe, args.examples)
     common.set_threads(args.threads)
-    initial = copy.deepcopy(model.state_dict())
     pad_id = tokenizer.pad_token_id
     runs: Dict[str, List[Dict[str, Any]]] = {"nebras": [], "naive": []}
     for index in range(args.rounds):
         order = ("naive", "nebras") if index % 2 == 0 else ("nebras", "naive")
         for label in order:
-            model.load_state_dict(initial)
+            fresh = copy.deepcopy(model)  # never the model a previous pass prepared (see the docstring)
             if label == "nebras":
-                result = _nebras_pass(model, encoded, recipe, pad_id, use_bf16)
+                result = _nebras_pass(fresh, encoded, recipe, pad_id, use_bf16)
             else:
-                result = _naive_pass(model, encoded, recipe, pad_id)
+                result = _naive_pass(fresh, encoded, recipe, pad_id)
+            del fresh
             print(f"  {label}: {result['tokens']} tokens in {result['seconds']:.1f} s "
                   f"({result['tokens_per_s']:.0f} tokens/s)", flush=True)
             runs[label].append(result)
@@ -142,7 +152,7 @@ def main(argv: List[str] | None = None) -> int:
     ratio = median["nebras"] / median["naive"]
     padded_tokens = sum(max(len(e) for e in encoded[i : i + recipe.batch_size]) * len(encoded[i : i + recipe.batch_size])
                         for i in range(0, len(encoded), recipe.batch_size))
-    raw = {"runs": runs, "median_tokens_per_s": median, "real_tokens": runs["naive"][0]["tokens"],
+    raw = {"runs": runs, "median_tokens_per_s": median, "real_tokens": sum(len(e) for e in encoded),
            "naive_padded_tokens": padded_tokens, "bf16": use_bf16}
     path = common.write_result(
         NAME, ratio, TARGET, raw, recipe=recipe.name, model=version, dataset=data_dir.name, examples=len(encoded),
