@@ -11,8 +11,8 @@ a packed batch carries the examples' boundaries and the model is trained accordi
   ``cu_seq_lens_q`` (the name transformers uses for them);
 - ``nebras_packed_sdpa`` (this module) is transformers' ``sdpa`` attention run once per example
   when the boundaries are given: causal within the example, nothing across. It is also cheaper
-  than one causal pass over the whole row (two 380-token passes cost about half of one 760-token
-  pass). Without boundaries (validation batches, generation) it is ``sdpa`` unchanged.
+  than one causal pass over the whole row (two 380-token passes, forward and backward: 51 ms
+  against 70 ms for one 760-token pass per layer, bf16, 1 thread). Without boundaries (validation batches, generation) it is ``sdpa`` unchanged.
 """
 from __future__ import annotations
 
