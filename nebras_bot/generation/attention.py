@@ -50,13 +50,19 @@ def grouped_decode_attention(
     return output.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
-def register() -> None:
-    """Make ``nebras_sdpa`` known to transformers (attention function and its mask builder)."""
+def use_sdpa_variant(model: torch.nn.Module, name: str, function) -> bool:
+    """Register ``function`` as attention ``name`` (with ``sdpa``'s mask builder) and switch a model
+    that runs ``sdpa`` to it, in place; True when switched. Models on another attention keep it."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-    AttentionInterface.register(ATTENTION_NAME, grouped_decode_attention)
-    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS[BASE_ATTENTION])
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != BASE_ATTENTION:
+        return False
+    AttentionInterface.register(name, function)
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[BASE_ATTENTION])
+    model.set_attn_implementation(name)
+    return model.config._attn_implementation == name
 
 
 def use_grouped_decode_attention(model: torch.nn.Module) -> bool:
@@ -64,8 +70,6 @@ def use_grouped_decode_attention(model: torch.nn.Module) -> bool:
     config = getattr(model, "config", None)
     heads = getattr(config, "num_attention_heads", None)
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    if config is None or getattr(config, "_attn_implementation", None) != BASE_ATTENTION or not heads or kv_heads == heads:
+    if not heads or kv_heads == heads:
         return False
-    register()
-    model.set_attn_implementation(ATTENTION_NAME)
-    return model.config._attn_implementation == ATTENTION_NAME
+    return use_sdpa_variant(model, ATTENTION_NAME, grouped_decode_attention)

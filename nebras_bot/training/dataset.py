@@ -22,6 +22,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from nebras_bot.data.records import Dialogue
 from nebras_bot.data.templates import render_template
 from nebras_bot.generation.prompt import PromptContext, PromptSettings, build_training_pair
+from nebras_bot.training import packing
 
 IGNORE_INDEX = -100
 EXEMPLAR_LINE = "\nexemplar: "  # how the prompt builder writes one exemplar (sanitised: one line)
@@ -170,8 +171,6 @@ def collate(rows: Sequence[Encoded], pad_id: int) -> Dict[str, "object"]:
 
 def _collate_packed(rows: Sequence[Encoded]) -> Dict[str, "object"]:
     import torch
-
-    from nebras_bot.training import packing
 
     lengths = [n for row in rows for n in row.segments]
     if sum(lengths) != sum(len(row) for row in rows):

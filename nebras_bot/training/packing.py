@@ -12,7 +12,8 @@ a packed batch carries the examples' boundaries and the model is trained accordi
 - ``nebras_packed_sdpa`` (this module) is transformers' ``sdpa`` attention run once per example
   when the boundaries are given: causal within the example, nothing across. It is also cheaper
   than one causal pass over the whole row (two 380-token passes, forward and backward: 51 ms
-  against 70 ms for one 760-token pass per layer, bf16, 1 thread). Without boundaries (validation batches, generation) it is ``sdpa`` unchanged.
+  against 70 ms for one 760-token pass per layer, bf16, 1 thread). Without boundaries
+  (validation batches, generation) it is ``sdpa`` unchanged.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # torch is imported where it is used: importing the trainer s
     import torch
 
 ATTENTION_NAME = "nebras_packed_sdpa"
-BASE_ATTENTION = "sdpa"
 BOUNDARIES = "cu_seq_lens_q"  # 0, end of example 1, end of example 2, ..., row length
 POSITIONS = "position_ids"
 
@@ -63,26 +63,14 @@ def segment_attention(
     return torch.cat(parts, dim=1), None  # batch x tokens x heads x dim, as sdpa returns it
 
 
-def register() -> None:
-    """Make ``nebras_packed_sdpa`` known to transformers (attention function and its mask builder)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
-    AttentionInterface.register(ATTENTION_NAME, segment_attention)
-    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS[BASE_ATTENTION])
-
-
 def use_segment_attention(model: torch.nn.Module) -> bool:
     """Switch a model that runs ``sdpa`` to ``nebras_packed_sdpa`` (in place); True when switched.
 
     Models on another attention keep it: ``flash_attention_2`` reads the boundaries itself, and
     ``eager`` ignores them (its packed examples then see each other, as before)."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "_attn_implementation", None) != BASE_ATTENTION:
-        return False
-    register()
-    model.set_attn_implementation(ATTENTION_NAME)
-    return model.config._attn_implementation == ATTENTION_NAME
+    from nebras_bot.generation.attention import use_sdpa_variant
+
+    return use_sdpa_variant(model, ATTENTION_NAME, segment_attention)
 
 
 def model_inputs(tensors: dict) -> dict:
