@@ -62,7 +62,9 @@ def _nebras_pass(model, encoded, recipe, pad_id, use_bf16: bool) -> Dict[str, An
     import torch
     from accelerate import Accelerator
 
+    from nebras_bot.generation.device import attention_kernels
     from nebras_bot.training import dataset as ds
+    from nebras_bot.training import packing
     from nebras_bot.training.loss import scored_loss
 
     rows = ds.pack([ds.Encoded(list(e.input_ids), list(e.labels)) for e in encoded], recipe.max_length)
@@ -75,8 +77,8 @@ def _nebras_pass(model, encoded, recipe, pad_id, use_bf16: bool) -> Dict[str, An
     for number, batch in enumerate(ds.batches(rows, recipe.batch_size, recipe.seed, 0, shuffle=False)):
         if number == 1:  # the first step is a warm-up (see the module docstring)
             tokens, started = 0, time.perf_counter()
-        tensors = ds.collate(batch, pad_id)
-        with accelerator.autocast():
+        tensors = packing.to_device(ds.collate(batch, pad_id), accelerator.device)
+        with accelerator.autocast(), attention_kernels(accelerator.device):
             loss, _ = scored_loss(model, tensors, True)
         accelerator.backward(loss)
         if recipe.grad_clip:
@@ -97,12 +99,14 @@ def _naive_pass(model, encoded, recipe, pad_id) -> Dict[str, Any]:
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     model.train()
+    device = next(model.parameters()).device
     tokens, losses = 0, []
     started = time.perf_counter()
     for start in range(0, len(encoded), recipe.batch_size):
         if start == recipe.batch_size:  # the first step is a warm-up (see the module docstring)
             tokens, started = 0, time.perf_counter()
-        tensors = ds.collate(encoded[start : start + recipe.batch_size], pad_id)  # padded, one example per row
+        batch = ds.collate(encoded[start : start + recipe.batch_size], pad_id)  # padded, one example per row
+        tensors = {k: v.to(device) for k, v in batch.items()}
         loss = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"],
                      labels=tensors["labels"]).loss
         loss.backward()

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from nebras_bot.generation.decoding import STOP_WINDOW_TOKENS, Completion
+from nebras_bot.generation.device import attention_kernels, model_device
 from nebras_bot.generation.prompt import ROLE_MARKERS, cut_at_end
 from nebras_bot.generation.settings import GenerationSettings
 
@@ -66,6 +67,7 @@ class GreedyEngine:
         self.eos_id: Optional[int] = tokenizer.eos_token_id
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos_id or 0)
         self.max_positions = _max_positions(model)
+        self.device = model_device(model)  # where every input tensor is put
         self._gt_tokens: Dict[int, bool] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -119,7 +121,7 @@ class GreedyEngine:
         """
         valid = None
         if seen is None:
-            seen, valid = _generated_tokens(rows)
+            seen, valid = _generated_tokens(rows, scores.device)
         penalty = self.settings.repetition_penalty
         if penalty != 1.0 and seen.shape[1] > 0:
             picked = torch.gather(scores, 1, seen)
@@ -175,6 +177,7 @@ class GreedyEngine:
                 input_ids[index, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             mask[index, past_length + width - len(ids) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, past_length:]
+        input_ids, mask, positions = input_ids.to(self.device), mask.to(self.device), positions.to(self.device)
         cache = cache if cache is not None else DynamicCache()
         output = self.model(
             input_ids=input_ids, attention_mask=mask, position_ids=positions,
@@ -193,7 +196,7 @@ class GreedyEngine:
         prompts = [self.fit_prompt(r.input_ids, r.max_new_tokens) for r in requests]
         if not prompts or not all(prompts):
             raise ValueError("empty prompt")
-        with torch.inference_mode():
+        with torch.inference_mode(), attention_kernels(self.device):
             logits, cache, mask, positions = self.prefill(prompts)
         return LiveBatch(
             rows=[Row(request) for request in requests],
@@ -255,13 +258,14 @@ class GreedyEngine:
             return finished
         if finished:
             batch.select(keep)
-            tokens = tokens[torch.tensor(keep, dtype=torch.long)]
+            tokens = tokens[torch.tensor(keep, dtype=torch.long, device=tokens.device)]
         step = tokens.unsqueeze(-1)
         batch.mask = torch.cat([batch.mask, torch.ones_like(step)], dim=1)
-        output = self.model(
-            input_ids=step, attention_mask=batch.mask, position_ids=batch.positions.unsqueeze(-1),
-            past_key_values=batch.cache, use_cache=True,
-        )
+        with attention_kernels(self.device):
+            output = self.model(
+                input_ids=step, attention_mask=batch.mask, position_ids=batch.positions.unsqueeze(-1),
+                past_key_values=batch.cache, use_cache=True,
+            )
         batch.cache, batch.logits, batch.positions = output.past_key_values, output.logits[:, -1, :], batch.positions + 1
         return finished
 
@@ -320,7 +324,7 @@ class LiveBatch:
 
     def select(self, keep: List[int]) -> None:
         """Keep only the rows at ``keep``; drop cache columns that are padding for every kept row."""
-        selector = torch.tensor(keep, dtype=torch.long)
+        selector = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
         self.cache.batch_select_indices(selector)
         self.mask, self.positions, self.logits = self.mask[selector], self.positions[selector], self.logits[selector]
         self.rows = [self.rows[i] for i in keep]
@@ -334,7 +338,7 @@ class LiveBatch:
             self.mask = self.mask[:, first:]
 
 
-def _generated_tokens(rows: Sequence[Row]):
+def _generated_tokens(rows: Sequence[Row], device: torch.device):
     """The rows' generated tokens as one ``rows x longest`` tensor and which rows have any.
 
     A shorter row is padded with its own first token (penalised once either way); a row with no
@@ -342,8 +346,8 @@ def _generated_tokens(rows: Sequence[Row]):
     """
     width = max((len(row.generated) for row in rows), default=0)
     ids = [row.generated + [row.generated[0] if row.generated else 0] * (width - len(row.generated)) for row in rows]
-    seen = torch.tensor(ids, dtype=torch.long).reshape(len(rows), width)
-    valid = torch.tensor([[bool(row.generated)] for row in rows], dtype=torch.bool).reshape(len(rows), 1)
+    seen = torch.tensor(ids, dtype=torch.long, device=device).reshape(len(rows), width)
+    valid = torch.tensor([[bool(row.generated)] for row in rows], dtype=torch.bool, device=device).reshape(len(rows), 1)
     return seen, valid
 
 

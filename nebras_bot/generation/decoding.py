@@ -25,6 +25,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from nebras_bot.generation.device import attention_kernels, model_device
 from nebras_bot.generation.prompt import ROLE_MARKERS, cut_at_end
 from nebras_bot.generation.settings import GenerationSettings
 
@@ -153,6 +154,7 @@ class Decoder:
             raise ValueError(f"max_new_tokens={max_new} leaves no room for a prompt in {self.max_positions} positions")
         if input_ids.shape[1] > room:  # keep the end: the latest turns and the open agent turn
             input_ids = input_ids[:, -room:]
+        input_ids = input_ids.to(model_device(self.model))
         attention_mask = torch.ones_like(input_ids)
         prompt_length = input_ids.shape[1]
         kwargs = self._generate_kwargs(prompt_length, max_new, time_limit)
@@ -161,7 +163,7 @@ class Decoder:
             if self.settings.seed is not None:
                 torch.manual_seed(self.settings.seed)
             started = time.perf_counter()
-            with torch.inference_mode():
+            with torch.inference_mode(), attention_kernels(input_ids.device):
                 output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
             seconds = time.perf_counter() - started
         generated = output[0, prompt_length:]

@@ -1,4 +1,4 @@
-"""The CPU fast path for single replies, and the factory that picks the decoder the generator uses.
+"""The fast path for single replies (CPU first; on a GPU it decodes in bf16), and the factory that picks the decoder the generator uses.
 
 What makes a reply fast on a small CPU (measured in ``benchmarks/bench_generation.py``, reported in
 ``docs/performance.md``):
@@ -49,6 +49,7 @@ from nebras_bot.generation.attention import ATTENTION_NAME, use_grouped_decode_a
 from nebras_bot.generation.batching import DecodeRequest, GreedyEngine, Row
 from nebras_bot.generation.worker import BatchingWorker
 from nebras_bot.generation.decoding import Completion, Decoder
+from nebras_bot.generation.device import attention_kernels, model_device, on_gpu, resolve_device
 from nebras_bot.generation.drafts import CorpusDrafts
 from nebras_bot.generation.lookup import LOOKUP_TOKENS, decode_with_lookup
 from nebras_bot.generation.prompt import END
@@ -74,6 +75,7 @@ TOKEN_CACHE_CHECKS = 16
 LOOKUP_TOKENS_W8 = INT8_KERNEL_MAX_ROWS - 1
 # Paths whose single replies run through LeanLlama for a Llama-style model (int8 dynamic layers cannot be fused).
 LEAN_PATHS = (FAST_FP32, FAST_BF16, FAST_W8, FAST_W4)
+CPU_ONLY_PATHS = (FAST_INT8, FAST_W8, FAST_W4)  # CPU kernels: on a GPU these decode in bf16
 WEIGHT_ONLY_PATHS = (FAST_W8, FAST_W4)
 MIN_PREFIX_REUSE = 4  # shorter shared prefixes are recomputed (not worth the cache bookkeeping)
 
@@ -112,6 +114,11 @@ def bf16_supported() -> bool:
     """True when bf16 is native here: a CUDA device that supports it, or a CPU with AVX512-BF16/AMX."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
+    return cpu_bf16_supported()
+
+
+def cpu_bf16_supported() -> bool:
+    """True when this CPU has bf16 instructions (AVX512-BF16 or AMX-BF16) and torch uses them."""
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AMX"):
         return False
@@ -123,35 +130,47 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_fast_path(fast_path: str) -> str:
-    """``auto`` becomes ``w8`` (int8 weights, bf16 arithmetic) on a CPU with native bf16, ``bf16``
-    on a GPU with bf16, and ``fp32`` (Nebras's loop with prompt lookup, the same replies as
-    ``model.generate``) elsewhere: the measured wins within the quality bound on the shipped
-    SmolLM2 model (docs/performance.md); other values are kept."""
+def resolve_fast_path(fast_path: str, device: Optional[torch.device] = None) -> str:
+    """The fast path that decodes on ``device`` (``None``: the CPU).
+
+    On the CPU ``auto`` becomes ``w8`` (int8 weights, bf16 arithmetic) with native bf16, and
+    ``fp32`` (Nebras's loop with prompt lookup, the same replies as ``model.generate``) without:
+    the measured wins within the quality bound on the shipped SmolLM2 model (docs/performance.md).
+    On a CUDA device ``auto`` becomes ``bf16`` (``fp32`` on a GPU without bf16), and the CPU-only
+    paths (``int8``, ``w8``, ``w4``: CPU kernels) become ``bf16`` with a warning. Other values are kept.
+    """
     if fast_path not in FAST_PATHS:
         raise ValueError(f"fast_path must be one of {', '.join(FAST_PATHS)}, not {fast_path!r}")
-    if fast_path != FAST_AUTO:
-        return fast_path
-    if not bf16_supported():
-        resolved = FAST_FP32
-    elif torch.cuda.is_available() or not int8_kernel_available():
-        resolved = FAST_BF16
-    else:
-        resolved = FAST_W8
-    logger.info("fast_path auto -> %s", resolved)
-    return resolved
+    gpu = device is not None and on_gpu(device)
+    if fast_path == FAST_AUTO:
+        if gpu:
+            resolved = FAST_BF16 if torch.cuda.is_bf16_supported() else FAST_FP32
+        elif not cpu_bf16_supported():
+            resolved = FAST_FP32
+        elif not int8_kernel_available():
+            resolved = FAST_BF16
+        else:
+            resolved = FAST_W8
+        logger.info("fast_path auto -> %s on %s", resolved, device or "cpu")
+        return resolved
+    if gpu and fast_path in CPU_ONLY_PATHS:
+        logger.warning("fast_path %s uses CPU kernels: on %s replies decode in bf16", fast_path, device)
+        return FAST_BF16
+    return fast_path
 
 
 def prepare_model(model: nn.Module, fast_path: str) -> nn.Module:
-    """The model converted for ``fast_path`` (in place; the caller keeps the returned object)."""
-    fast_path = resolve_fast_path(fast_path)
+    """The model converted for ``fast_path`` on the device it is on (in place; the caller keeps the
+    returned object)."""
+    device = model_device(model)
+    fast_path = resolve_fast_path(fast_path, device)
     model.eval()
     if use_grouped_decode_attention(model):
         logger.info("grouped-query decoding steps without copying the KV cache (%s)", ATTENTION_NAME)
     if fast_path == FAST_INT8:
         return quantize_int8(model)
     if fast_path == FAST_BF16 or fast_path in WEIGHT_ONLY_PATHS:
-        if not bf16_supported():
+        if not on_gpu(device) and not cpu_bf16_supported():
             logger.warning("this CPU has no bf16 instructions: %s decoding will be slow", fast_path)
         if fast_path in WEIGHT_ONLY_PATHS:
             conv1d_to_linear(model)
@@ -264,7 +283,7 @@ class FastDecoder:
         request = DecodeRequest(
             ids, max_new, started + time_limit if time_limit is not None else None, force_length=force_length
         )
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), attention_kernels(self.engine.device):
             reuse = _shared_prefix(self._cached_ids, ids[:-1]) if self.reuse_prefix and self._cache is not None else 0
             if reuse >= MIN_PREFIX_REUSE:
                 self._cache.crop(reuse)
@@ -293,8 +312,11 @@ class FastDecoder:
 
 def build_decoder(model: Any, tokenizer: Any, settings: GenerationSettings, corpus: Any = None) -> Any:
     """The decoder ``ResponseGenerator`` should call for ``settings`` (see the module docstring);
-    ``corpus``: the model's training replies (texts) for corpus drafts on the single-reply path."""
-    fast_path, batching = resolve_fast_path(settings.fast_path), settings.batching
+    ``corpus``: the model's training replies (texts) for corpus drafts on the single-reply path.
+    The model is moved to the settings' ``device`` first (nebras_bot.generation.device)."""
+    device = resolve_device(settings.device)
+    model.to(device)
+    fast_path, batching = resolve_fast_path(settings.fast_path, device), settings.batching
     greedy = not settings.do_sample and settings.num_beams == 1
     if not greedy and (batching or fast_path != FAST_OFF):
         logger.info("sampling/beam search: using model.generate (only greedy decoding has the fast path)")

@@ -57,9 +57,10 @@ def lean_supported(model: nn.Module) -> bool:
 class LeanCache:
     """Keys and values of every layer for one row, in preallocated tensors (``layers x kv_heads x capacity x dim``)."""
 
-    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, capacity: Optional[int] = None) -> None:
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, capacity: Optional[int] = None,
+                 device: Optional[torch.device] = None) -> None:
         capacity = capacity or INITIAL_CAPACITY
-        self.keys = torch.zeros(layers, 1, kv_heads, capacity, head_dim, dtype=dtype)
+        self.keys = torch.zeros(layers, 1, kv_heads, capacity, head_dim, dtype=dtype, device=device)
         self.values = torch.zeros_like(self.keys)
         self.length = 0
 
@@ -76,7 +77,7 @@ class LeanCache:
             return
         while capacity < length:
             capacity *= 2
-        grown = torch.zeros(*self.keys.shape[:3], capacity, self.keys.shape[4], dtype=self.keys.dtype)
+        grown = torch.zeros(*self.keys.shape[:3], capacity, self.keys.shape[4], dtype=self.keys.dtype, device=self.keys.device)
         grown_values = torch.zeros_like(grown)
         grown[:, :, :, : self.length] = self.keys[:, :, :, : self.length]
         grown_values[:, :, :, : self.length] = self.values[:, :, :, : self.length]
@@ -105,6 +106,7 @@ class LeanLlama(nn.Module):
         decoder = model.model
         self.embed = decoder.embed_tokens
         self.dtype = self.embed.weight.dtype
+        self.device = self.embed.weight.device
         self.rotary = decoder.rotary_emb
         self.norm_weight = decoder.norm.weight.detach().float()
         self.head = model.lm_head
@@ -143,8 +145,8 @@ class LeanLlama(nn.Module):
         if self._cos.shape[0] >= length:
             return
         size = max(length, 2 * self._cos.shape[0], INITIAL_CAPACITY)
-        positions = torch.arange(size, dtype=torch.long).unsqueeze(0)
-        probe = torch.empty(1, dtype=self.dtype)
+        positions = torch.arange(size, dtype=torch.long, device=self.device).unsqueeze(0)
+        probe = torch.empty(1, dtype=self.dtype, device=self.device)
         cos, sin = self.rotary(probe, positions)
         # rotate_half(x) * sin == roll(x, half) * sin with its first half negated
         signed_sin = sin[0].clone()
@@ -173,7 +175,7 @@ class LeanLlama(nn.Module):
         if not isinstance(cache, LeanCache):
             if cache is not None and cache.get_seq_length() > 0:
                 raise ValueError("LeanLlama continues only its own LeanCache")
-            cache = LeanCache(len(self.blocks), self.kv_heads, self.head_dim, self.dtype)
+            cache = LeanCache(len(self.blocks), self.kv_heads, self.head_dim, self.dtype, device=self.device)
         base, count = cache.length, input_ids.shape[1]
         if position_ids is not None and int(position_ids[0, 0]) != base:
             raise ValueError(f"position {int(position_ids[0, 0])} does not follow the {base} cached positions")
@@ -186,7 +188,7 @@ class LeanLlama(nn.Module):
         group = self.heads // self.kv_heads
         mask = None
         if count > 1:
-            allowed = torch.arange(end).unsqueeze(0) <= torch.arange(base, end).unsqueeze(1)  # causal
+            allowed = torch.arange(end, device=self.device).unsqueeze(0) <= torch.arange(base, end, device=self.device).unsqueeze(1)  # causal
             mask = allowed.repeat(group, 1)
         # The residual stream is kept in fp32 (transformers keeps it in the model's dtype): fewer
         # conversions per layer, and no bf16 rounding of the running sum.

@@ -89,9 +89,10 @@ def decode_with_lookup(engine: Any, row: Any, prompt: List[int], logits: torch.T
         draft = propose(prompt + generated, min(k, max(0, room - 1)), search_end, corpus)
         feed = [generated[-1]] + draft
         base = cache.get_seq_length()
-        ids = torch.tensor([feed], dtype=torch.long)
-        positions = torch.arange(base, base + len(feed), dtype=torch.long).unsqueeze(0)
-        mask = torch.ones((1, base + len(feed)), dtype=torch.long)
+        device = engine.device
+        ids = torch.tensor([feed], dtype=torch.long, device=device)
+        positions = torch.arange(base, base + len(feed), dtype=torch.long, device=device).unsqueeze(0)
+        mask = torch.ones((1, base + len(feed)), dtype=torch.long, device=device)
         output = engine.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                               past_key_values=cache, use_cache=True)
         cache, step_logits = output.past_key_values, output.logits[0]
@@ -110,6 +111,6 @@ def decode_with_lookup(engine: Any, row: Any, prompt: List[int], logits: torch.T
 
 
 def _choose(engine: Any, scores: torch.Tensor, row: Any) -> int:
-    seen = torch.tensor([row.generated], dtype=torch.long).reshape(1, len(row.generated))
+    seen = torch.tensor([row.generated], dtype=torch.long, device=scores.device).reshape(1, len(row.generated))
     processed = engine.process(scores.float().unsqueeze(0), seen, [row])
     return int(torch.argmax(processed, dim=-1)[0])

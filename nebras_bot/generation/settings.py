@@ -17,6 +17,7 @@ model it had; ``nebras evaluate`` stops), rather than being served with settings
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Optional
 
 from pydantic import BaseSettings, Field, PrivateAttr, ValidationError, validator
@@ -28,6 +29,8 @@ MODE_REPHRASE = "rephrase"
 MODE_GENERATE = "generate"
 MODES = (MODE_REPHRASE, MODE_GENERATE)
 FAST_PATHS = ("off", "fp32", "int8", "bf16", "w8", "w4", "auto")  # nebras_bot.generation.fastpath
+DEVICE_AUTO = "auto"  # the first CUDA device when torch sees one, else the CPU (nebras_bot.generation.device)
+DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 # Keys accepted in endpoints.yml that are spelled differently from the fields (kept short there).
 OPTION_ALIASES = {
@@ -62,6 +65,7 @@ class GenerationSettings(BaseSettings):
     # --- model
     model: str = Field(DEFAULT_MODEL, description="loader source: a directory, 'smollm2', 'gpt2-scratch[:preset]', a hub id")
     torch_threads: int = Field(2, ge=1, description="torch intra-op threads for generation")
+    device: str = Field(DEVICE_AUTO, description="where the model runs: auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N")
     use_retrieval: bool = Field(True, description="put exemplar replies from the model's exemplars/ index into the prompt")
     exemplars: int = Field(2, ge=0, description="how many exemplar replies to retrieve")
 
@@ -114,6 +118,10 @@ class GenerationSettings(BaseSettings):
             raise ValueError(f"{field.name} must be one of {', '.join(allowed)}, not {value!r}")
         return value
 
+    @validator("device")
+    def _device_name(cls, value: str) -> str:  # noqa: N805 - pydantic validator
+        return check_device_name(value)
+
     @classmethod
     def from_options(cls, options: Optional[Mapping[str, Any]] = None) -> "GenerationSettings":
         """Environment defaults overridden by explicit options (e.g. ``endpoint_config.kwargs``).
@@ -161,6 +169,14 @@ class GenerationSettings(BaseSettings):
             max_exemplars=self.exemplars if self.use_retrieval else 0,
             max_field_chars=self.max_field_chars,
         )
+
+
+def check_device_name(value: Any) -> str:
+    """``value`` normalised (lower case, stripped), or a ``ValueError`` naming the accepted forms."""
+    name = str(value).strip().lower()
+    if not DEVICE_NAME.match(name):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {value!r}")
+    return name
 
 
 def model_settings(metadata: Mapping[str, Any], origin: str = "nebras.json") -> dict[str, Any]:

@@ -35,14 +35,16 @@ def evaluate_loss(model, rows: List[ds.Encoded], batch_size: int, pad_id: int, a
     """Mean token loss on ``rows`` (scored tokens only), in eval mode, without gradients."""
     import torch
 
+    from nebras_bot.generation.device import attention_kernels
+
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for number, batch in enumerate(ds.batches(rows, batch_size, 0, 0, shuffle=False)):
             if max_batches is not None and number >= max_batches:
                 break
-            tensors = {k: v.to(accelerator.device) for k, v in ds.collate(batch, pad_id).items()}
-            with accelerator.autocast():
+            tensors = packing.to_device(ds.collate(batch, pad_id), accelerator.device)
+            with accelerator.autocast(), attention_kernels(accelerator.device):
                 loss, scored = scored_loss(model, tensors, accelerator.num_processes == 1)
             total += loss.item() * scored
             count += scored

@@ -73,6 +73,14 @@ def use_segment_attention(model: torch.nn.Module) -> bool:
     return use_sdpa_variant(model, ATTENTION_NAME, segment_attention)
 
 
+def to_device(tensors: dict, device: Any) -> dict:
+    """A collated batch on ``device``, its example boundaries excepted: ``segment_attention`` reads
+    them in Python at every layer, and on a GPU each read of a device tensor waits for the GPU to
+    finish (measured on an H100, SmolLM2-135M's shape: 799 ms per step with the boundaries on the
+    GPU, 337 ms with them on the CPU)."""
+    return {name: value if name == BOUNDARIES else value.to(device) for name, value in tensors.items()}
+
+
 def model_inputs(tensors: dict) -> dict:
     """The keyword arguments of a collated batch that the model's forward takes besides the ids."""
     return {name: tensors[name] for name in ("attention_mask", POSITIONS, BOUNDARIES) if name in tensors}

@@ -177,6 +177,8 @@ def train(
     import torch
     from tqdm.auto import tqdm
 
+    from nebras_bot.generation.device import attention_kernels
+
     recipe = load_recipe(recipe).with_overrides({"max_minutes": max_minutes, "max_steps": max_steps})
     base = base or recipe.base
     # No --data: the newest prepared dataset, prepared first on a fresh machine.
@@ -292,13 +294,13 @@ def train(
         if epoch not in epoch_cache:
             epoch_cache = {epoch: ds.batches(train_rows, recipe.batch_size, recipe.seed, epoch)}
         batch = epoch_cache[epoch][position]
-        tensors = {k: v.to(accelerator.device) for k, v in ds.collate(batch, pad_id).items()}
+        tensors = packing.to_device(ds.collate(batch, pad_id), accelerator.device)
         used = (elapsed_before + clock() - started) / budget_s if budget_s else 0.0
         current_lr = learning_rate(step, recipe, total_steps, used)
         for group in optimizer.param_groups:
             group["lr"] = current_lr
         with accelerator.accumulate(model):
-            with accelerator.autocast():
+            with accelerator.autocast(), attention_kernels(accelerator.device):
                 loss, _ = scored_loss(model, tensors, accelerator.num_processes == 1)
             accelerator.backward(loss)
             if accelerator.sync_gradients and recipe.grad_clip:

@@ -135,7 +135,7 @@ def test_auto_fast_path_follows_the_hardware(tiny, monkeypatch, native, kernel, 
     from nebras_bot.generation import fastpath
     from nebras_bot.generation.weightonly import Int8WeightLinear
 
-    monkeypatch.setattr(fastpath, "bf16_supported", lambda: native)
+    monkeypatch.setattr(fastpath, "cpu_bf16_supported", lambda: native)
     monkeypatch.setattr(fastpath, "int8_kernel_available", lambda: kernel)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert fastpath.resolve_fast_path("auto") == expected
@@ -145,6 +145,20 @@ def test_auto_fast_path_follows_the_hardware(tiny, monkeypatch, native, kernel, 
     model = decoder.engine.model
     assert next(model.parameters()).dtype == (torch.float32 if expected == "fp32" else torch.bfloat16)
     assert any(isinstance(m, Int8WeightLinear) for m in model.modules()) is (expected == "w8")
+
+
+@pytest.mark.parametrize(("asked", "bf16", "expected"),
+                         [("auto", True, "bf16"), ("auto", False, "fp32"), ("w8", True, "bf16"), ("w4", True, "bf16"),
+                          ("int8", True, "bf16"), ("fp32", True, "fp32"), ("off", True, "off")])
+def test_on_a_gpu_the_fast_path_is_bf16_and_cpu_kernels_are_not_used(monkeypatch, asked, bf16, expected):
+    import torch
+
+    from nebras_bot.generation import fastpath
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    monkeypatch.setattr(fastpath, "cpu_bf16_supported", lambda: True)  # the CPU's abilities do not count
+    assert fastpath.resolve_fast_path(asked, torch.device("cuda")) == expected
+    assert fastpath.resolve_fast_path("auto", torch.device("cpu")) in ("w8", "bf16")
 
 
 def test_settings_reject_an_unknown_fast_path():

@@ -98,3 +98,10 @@ def test_build_model_switches_packed_recipes_to_segment_attention(tiny_recipe, p
     model, _, _ = build_model(tiny_recipe.with_overrides({"packing": packed}), tiny_recipe.base)
     expected = packing.ATTENTION_NAME if packed else "sdpa"
     assert model.config._attn_implementation == expected
+
+
+def test_to_device_keeps_the_boundaries_where_python_reads_them() -> None:
+    batch = ds.collate(ds.pack([_example(3, 9, 4), _example(40, 6, 3)], 64), pad_id=0)
+    moved = packing.to_device(batch, torch.device("meta"))
+    assert moved[packing.BOUNDARIES].device.type == "cpu"
+    assert all(value.device.type == "meta" for name, value in moved.items() if name != packing.BOUNDARIES)
