@@ -9,13 +9,20 @@ example's own reply). Labels are ``-100`` on every prompt token, so the loss is 
 reply (and its ``<|end|>`` marker) only.
 
 Packing puts several short examples into one row of at most ``max_length`` tokens (first fit in
-order), so little compute is spent on padding; attention crosses example boundaries inside a row,
-which is the usual trade-off (each example starts with its ``<|system|>`` block).
+order), so little compute is spent on padding; each example attends only to itself, with positions
+from 0 (``training/packing.py``), as at serving time.
+
+Template sketches (recipe ``template_sketch_share``): Bitext replies do not follow the domain's
+templates, so a model trained on them learns to ignore the template in its prompt, and at serving
+time it does not rephrase the template it is given. For a share of the training examples the
+template is replaced by a sketch of the example's own reply (one or two of its sentences), so the
+template's content is what the reply must carry (:func:`sketch_templates`).
 """
 from __future__ import annotations
 
 import itertools
 import random
+import re
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -77,6 +84,48 @@ def exchanges(dialogues: Sequence[Dialogue], templates: Optional[Mapping[str, Li
             )
             result.append(Exchange(context=context, reply=agent.text, query=latest.text, intent=latest.intent))
     return result
+
+
+# Where a reply splits into sentences: after . ! ? before a capital letter or a digit, and at line breaks.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])|\s*\n+\s*")
+_TRAILING_ENUMERATOR = re.compile(r"\s*\d+\.$")  # "...follow these steps: 1." -> "...follow these steps:"
+SKETCH_MIN_WORDS = 4  # shorter pieces ("2.", "Thanks!") are never part of a sketch
+SKETCH_SENTENCES = (2, 4)  # a sketch has this many sentences, at most
+SKETCH_MAX_CHARS = 320  # about as long as the domain's templates
+
+
+def sketch(reply: str, rng: random.Random) -> Optional[str]:
+    """A short template that states part of ``reply``: 2-4 consecutive sentences of its body (the
+    opening acknowledgement and the closing offer left out when it has more than three), at most
+    :data:`SKETCH_MAX_CHARS` characters; None when no sentence has :data:`SKETCH_MIN_WORDS` words."""
+    pieces = [_TRAILING_ENUMERATOR.sub("", p.strip()) for p in _SENTENCE_BREAK.split(reply)]
+    pieces = [p for p in pieces if len(p.split()) >= SKETCH_MIN_WORDS]
+    if not pieces:
+        return None
+    body = pieces[1:-1] if len(pieces) > 3 else pieces
+    count = rng.randint(*SKETCH_SENTENCES)
+    start = rng.randrange(max(1, len(body) - count + 1))
+    text = ""
+    for sentence in body[start : start + count]:
+        if text and len(text) + 1 + len(sentence) > SKETCH_MAX_CHARS:
+            break
+        text = f"{text} {sentence}".strip()
+    return text[:SKETCH_MAX_CHARS]
+
+
+def sketch_templates(examples: Sequence[Exchange], share: float, seed: int) -> int:
+    """Replace the template of ``share`` of ``examples`` (chosen with ``seed``) by a sketch of
+    their own reply; returns how many were replaced."""
+    rng = random.Random(seed)
+    replaced = 0
+    for example in examples:
+        if share <= 0 or rng.random() >= share:
+            continue
+        text = sketch(example.reply, rng)
+        if text:
+            example.context.template = text
+            replaced += 1
+    return replaced
 
 
 def add_exemplars(examples: Sequence[Exchange], index, k: int) -> None:

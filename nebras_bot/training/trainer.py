@@ -109,10 +109,15 @@ def build_model(recipe: Recipe, base: str):
     return model, loaded.tokenizer, loaded.version
 
 
-def encode_split(dialogues, tokenizer, recipe: Recipe, templates, index, limit: Optional[int] = None):
+def encode_split(dialogues, tokenizer, recipe: Recipe, templates, index, limit: Optional[int] = None,
+                 sketches: bool = False):
+    """Encoded examples of ``dialogues``; ``sketches``: apply the recipe's template sketches (training only)."""
     examples = ds.exchanges(dialogues, templates)
     if limit:
         examples = examples[:limit]
+    if sketches and recipe.template_sketch_share > 0:
+        replaced = ds.sketch_templates(examples, recipe.template_sketch_share, recipe.seed)
+        logger.info("template sketches: %d of %d training prompts", replaced, len(examples))
     if index is not None and recipe.retrieval and recipe.exemplars > 0:
         ds.add_exemplars(examples, index, recipe.exemplars)
     settings = prompt_settings(recipe)
@@ -223,7 +228,8 @@ def train(
         index = ExemplarIndex.build(
             [e.query for e in train_examples], [e.reply for e in train_examples], [e.intent for e in train_examples]
         )
-    _, train_encoded = encode_split(train_dialogues, tokenizer, recipe, templates, index, recipe.max_train_examples)
+    _, train_encoded = encode_split(train_dialogues, tokenizer, recipe, templates, index, recipe.max_train_examples,
+                                    sketches=True)
     _, val_encoded = encode_split(val_dialogues, tokenizer, recipe, templates, index)
     conditioning = ds.conditioning_report(train_encoded)
     logger.info("training prompts: %s", conditioning)

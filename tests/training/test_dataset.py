@@ -1,6 +1,8 @@
 """Tokenisation for training: the loss mask, exemplars, templates, packing, collation."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nebras_bot.data.records import Dialogue, Turn
@@ -132,3 +134,61 @@ def test_batches_are_deterministic_per_epoch() -> None:
     assert first == [[r.input_ids[0] for r in b] for b in ds.batches(rows, 3, seed=1, epoch=0)]
     assert first != [[r.input_ids[0] for r in b] for b in ds.batches(rows, 3, seed=1, epoch=1)]
     assert sorted(sum(first, [])) == list(range(10))
+
+
+# --------------------------------------------------------------------------- template sketches
+
+SKETCHED_REPLY = (
+    "I understand that you want to cancel order {order_id}. To cancel it, please follow these steps: "
+    "1. Log in to your account on our website. 2. Open the Order History section. "
+    "3. Click on Cancel next to order {order_id}. 4. Confirm the cancellation when asked.\n"
+    "If you need any further help, our support team is here for you."
+)
+
+
+def test_a_sketch_is_a_few_body_sentences_of_the_reply() -> None:
+    import random
+
+    from nebras_bot.training.dataset import SKETCH_MAX_CHARS, sketch
+
+    seen = set()
+    for seed in range(30):
+        text = sketch(SKETCHED_REPLY, random.Random(seed))
+        assert text and len(text) <= SKETCH_MAX_CHARS
+        assert "I understand" not in text and "further help" not in text  # opening and closing left out
+        assert not text.rstrip().endswith(("1.", "2.", "3.")), text  # no dangling list numbers
+        for sentence in re.split(r"(?<=[.:])\s+", text):  # each piece is the reply's own text
+            assert sentence in SKETCHED_REPLY, sentence
+        seen.add(text)
+    assert len(seen) > 3  # different examples get different sketches
+    assert sketch("Thanks! Bye.", random.Random(0)) is None
+
+
+def test_sketch_templates_replaces_the_asked_share_and_only_that(tiny_dataset) -> None:
+    from nebras_bot.data.prepare import load_split
+    from nebras_bot.training.dataset import exchanges, sketch_templates
+
+    examples = exchanges(load_split(tiny_dataset, "train"), {})
+    replies = [e.reply for e in examples]
+    assert sketch_templates(examples, 0.0, seed=1) == 0
+    assert all(e.context.template is None for e in examples)
+    replaced = sketch_templates(examples, 0.5, seed=1)
+    assert 0.25 * len(examples) < replaced < 0.75 * len(examples)
+    sketched = [e for e in examples if e.context.template]
+    assert len(sketched) == replaced
+    assert all(e.context.template.split(". ")[0].rstrip(".") in e.reply for e in sketched)
+    assert [e.reply for e in examples] == replies  # the replies are untouched
+
+
+def test_only_training_prompts_are_sketched(tiny_dataset, tiny_recipe) -> None:
+    from nebras_bot.data.prepare import load_split
+    from nebras_bot.generation.loader import gpt2_tokenizer
+    from nebras_bot.training.trainer import encode_split
+
+    recipe = tiny_recipe.with_overrides({"template_sketch_share": 1.0, "retrieval": False})
+    tokenizer = gpt2_tokenizer()
+    dialogues = load_split(tiny_dataset, "train")
+    plain, _ = encode_split(dialogues, tokenizer, recipe, {}, None)
+    sketched, _ = encode_split(dialogues, tokenizer, recipe, {}, None, sketches=True)
+    assert not any(e.context.template for e in plain)
+    assert sum(bool(e.context.template) for e in sketched) > 0.5 * len(sketched)
