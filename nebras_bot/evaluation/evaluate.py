@@ -237,6 +237,7 @@ def run_evaluation(
                     "prediction": text, "fallback": fallback, "latency_ms": round(latency, 3),
                     "reason": reason, "entity_type": row.entity_type, "entity_value": row.entity_value,
                     "predicted_intent": intent, "nlu_confidence": confidence, "entities": entities,
+                    "prompt_template": prompt_template,
                 })
                 bar.update(1)
     finally:
@@ -257,6 +258,10 @@ def run_evaluation(
         "bits_per_byte": perplexity.bits_per_byte if perplexity else None,
         "fallback_rate": (sum(r["fallback"] for r in records) / len(records)) if records else 0.0,
         "fallback_reasons": dict(reasons),
+        # generated replies only: a fallback *is* its template
+        "template_carry": textmetrics.template_carry(
+            [r["prediction"] for r in records if not r["fallback"]],
+            [r["prompt_template"] for r in records if not r["fallback"]]),
         "latency_ms_p50": textmetrics.percentile(latencies, 50),
         "latency_ms_p95": textmetrics.percentile(latencies, 95),
         "baselines": {

@@ -67,6 +67,19 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> Dict[str, fl
     return {name: sum(r[name] for r in rows) / len(rows) for name in ROUGE_TYPES}
 
 
+def template_carry(predictions: Sequence[str], templates: Sequence[Optional[str]]) -> Optional[float]:
+    """How much of its template a reply carries: mean ROUGE-L recall (stemmed, 0-100) of each
+    template within its prediction, over the rows that have a template (None when none has one).
+    100 means every template's words appear in order in its reply; a reply that ignores its
+    template scores what it shares with it by chance."""
+    _check_lengths(predictions, templates)
+    pairs = [(prediction, template) for prediction, template in zip(predictions, templates) if template]
+    if not pairs:
+        return None
+    scorer = _rouge_scorer()
+    return 100.0 * sum(scorer.score(template, prediction)["rougeL"].recall for prediction, template in pairs) / len(pairs)
+
+
 def distinct_n(texts: Iterable[str], n: int) -> float:
     """Distinct-n: unique n-grams / all n-grams over all texts (whitespace, lower-cased); 0 if none."""
     total = 0

@@ -125,6 +125,11 @@ def test_generated_and_fallback_rows_follow_the_serving_path(evaluated):
     assert by_intent["check_payment_methods"]["fallback"] is True
     assert metrics["fallback_rate"] == 0.5
     assert metrics["fallback_reasons"] == {"missing_placeholder": 2}
+    # How much of its prompt's template each generated reply carries (fallbacks are their template).
+    generated = [p for p in predictions if not p["fallback"]]
+    assert all(p["prompt_template"] for p in generated)
+    assert metrics["template_carry"] == pytest.approx(textmetrics.template_carry(
+        [p["prediction"] for p in generated], [p["prompt_template"] for p in generated]))
     # References have the row's entity filled in.
     assert by_intent["cancel_order"]["reference"] == "Order 4444 is cancelled as you asked."
 

@@ -118,3 +118,17 @@ def test_per_group_bleu_and_rougeL():
     result = tm.per_group(groups, preds, refs)
     assert result["a"]["n"] == 2 and result["a"]["rougeL"] == pytest.approx(100.0)
     assert result["b"]["rougeL"] == 0.0 and result["b"]["bleu"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_template_carry_is_the_rouge_l_recall_of_each_template_in_its_reply():
+    template = "Click Forgot password on the sign-in page and enter your email address."
+    carried = "Sorry about that! Click Forgot password on the sign-in page and enter your email address, please."
+    ignored = "Please log in to your account and open the Orders section."
+    assert tm.template_carry([carried], [template]) == pytest.approx(100.0)
+    partly = tm.template_carry([ignored], [template])
+    assert 0 <= partly < 30
+    # Rows without a template do not count; no template at all gives None.
+    assert tm.template_carry([carried, ignored], [template, None]) == pytest.approx(100.0)
+    assert tm.template_carry([carried], [None]) is None
+    with pytest.raises(ValueError):
+        tm.template_carry([carried], [])
