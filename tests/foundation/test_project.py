@@ -85,7 +85,7 @@ def test_small_talk_and_form_questions_are_sent_word_for_word_support_answers_ar
         return all(v.get("metadata", {}).get("rephrase") is False for v in domain.responses[name])
 
     for name in ("utter_greet", "utter_goodbye", "utter_thank_you", "utter_bot_challenge",
-                 "utter_ask_order_id", "utter_ask_email", "utter_ask_ticket_description"):
+                 "utter_ask_order_id", "utter_ask_email", "utter_ask_ticket_description", "utter_order_request_noted"):
         assert opted_out(name), name
     support = [name for name in domain.responses
                if name.startswith("utter_") and not opted_out(name) and name != "utter_generative"]
