@@ -60,15 +60,13 @@ def _prepare(recipe, examples: int):
 
 def _nebras_pass(model, encoded, recipe, pad_id, use_bf16: bool) -> Dict[str, Any]:
     import torch
-    from accelerate import Accelerator
 
-    from nebras_bot.generation.device import attention_kernels
     from nebras_bot.training import dataset as ds
-    from nebras_bot.training import packing
-    from nebras_bot.training.loss import scored_loss
+    from nebras_bot.training.loss import batch_loss
+    from nebras_bot.training.trainer import fresh_accelerator
 
     rows = ds.pack([ds.Encoded(list(e.input_ids), list(e.labels)) for e in encoded], recipe.max_length)
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+    accelerator = fresh_accelerator(mixed_precision="bf16" if use_bf16 else "no", grad_accum=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
@@ -77,9 +75,7 @@ def _nebras_pass(model, encoded, recipe, pad_id, use_bf16: bool) -> Dict[str, An
     for number, batch in enumerate(ds.batches(rows, recipe.batch_size, recipe.seed, 0, shuffle=False)):
         if number == 1:  # the first step is a warm-up (see the module docstring)
             tokens, started = 0, time.perf_counter()
-        tensors = packing.to_device(ds.collate(batch, pad_id), accelerator.device)
-        with accelerator.autocast(), attention_kernels(accelerator.device):
-            loss, _ = scored_loss(model, tensors, True)
+        loss, _, tensors = batch_loss(model, batch, pad_id, accelerator, True)
         accelerator.backward(loss)
         if recipe.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
@@ -95,18 +91,20 @@ def _nebras_pass(model, encoded, recipe, pad_id, use_bf16: bool) -> Dict[str, An
 def _naive_pass(model, encoded, recipe, pad_id) -> Dict[str, Any]:
     import torch
 
+    from nebras_bot.generation.device import model_device
     from nebras_bot.training import dataset as ds
+    from nebras_bot.training import packing
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     model.train()
-    device = next(model.parameters()).device
+    device = model_device(model)
     tokens, losses = 0, []
     started = time.perf_counter()
     for start in range(0, len(encoded), recipe.batch_size):
         if start == recipe.batch_size:  # the first step is a warm-up (see the module docstring)
             tokens, started = 0, time.perf_counter()
-        batch = ds.collate(encoded[start : start + recipe.batch_size], pad_id)  # padded, one example per row
-        tensors = {k: v.to(device) for k, v in batch.items()}
+        # padded, one example per row
+        tensors = packing.to_device(ds.collate(encoded[start : start + recipe.batch_size], pad_id), device)
         loss = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"],
                      labels=tensors["labels"]).loss
         loss.backward()

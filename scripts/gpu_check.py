@@ -265,28 +265,24 @@ def time_batching(device: torch.device, size: str, replies: int) -> Dict[str, An
 
 
 def time_training(device: torch.device, data: Path, size: str, examples: int) -> Dict[str, Any]:
-    """bench_training's two passes (the default recipe's step versus the naive loop) on ``device``."""
+    """bench_training's two passes (the default recipe's step versus the naive loop) on ``device``,
+    for the default recipe's model (``trainer.build_model``: LoRA, per-example attention) on a
+    random Llama saved as its base."""
     from benchmarks import bench_training
     from nebras_bot.data.prepare import load_split
-    from nebras_bot.training import packing
     from nebras_bot.training.recipe import load_recipe
-    from nebras_bot.training.trainer import bf16_supported, encode_split
+    from nebras_bot.training.trainer import bf16_supported, build_model, encode_split
 
     recipe = load_recipe("default")
     loaded = random_llama(SMOLLM2_SHAPE if size == "smollm2" else TINY_LLAMA_SHAPE, seed=6)
-    _, encoded = encode_split(load_split(data, "train"), loaded.tokenizer, recipe, {}, None, examples)
-    from peft import LoraConfig, get_peft_model
-
-    base = loaded.model.to(device)
-    packing.use_segment_attention(base)
-    lora = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
-    model = get_peft_model(base, lora)
+    with tempfile.TemporaryDirectory() as base:
+        loaded.model.save_pretrained(base)
+        loaded.tokenizer.save_pretrained(base)
+        model, tokenizer, _ = build_model(recipe, base)
+    model.to(device)
+    _, encoded = encode_split(load_split(data, "train"), tokenizer, recipe, {}, None, examples)
     use_bf16 = bf16_supported()
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)  # the training check's Accelerator had its own precision
-    pad_id = loaded.tokenizer.pad_token_id
+    pad_id = tokenizer.pad_token_id
     runs = {"nebras": bench_training._nebras_pass(copy.deepcopy(model), encoded, recipe, pad_id, use_bf16),
             "naive": bench_training._naive_pass(copy.deepcopy(model), encoded, recipe, pad_id)}
     return {"training_speed": {"examples": len(encoded), "bf16": use_bf16, "runs": runs,

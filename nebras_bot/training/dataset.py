@@ -15,7 +15,7 @@ from 0 (``training/packing.py``), as at serving time.
 Template sketches (recipe ``template_sketch_share``): Bitext replies do not follow the domain's
 templates, so a model trained on them learns to ignore the template in its prompt, and at serving
 time it does not rephrase the template it is given. For a share of the training examples the
-template is replaced by a sketch of the example's own reply (one or two of its sentences), so the
+template is replaced by a sketch of the example's own reply (2-4 of its sentences), so the
 template's content is what the reply must carry (:func:`sketch_templates`).
 """
 from __future__ import annotations
@@ -116,10 +116,12 @@ def sketch(reply: str, rng: random.Random) -> Optional[str]:
 def sketch_templates(examples: Sequence[Exchange], share: float, seed: int) -> int:
     """Replace the template of ``share`` of ``examples`` (chosen with ``seed``) by a sketch of
     their own reply; returns how many were replaced."""
+    if share <= 0:
+        return 0
     rng = random.Random(seed)
     replaced = 0
     for example in examples:
-        if share <= 0 or rng.random() >= share:
+        if rng.random() >= share:
             continue
         text = sketch(example.reply, rng)
         if text:

@@ -31,11 +31,22 @@ def scored_loss(model, tensors: Dict[str, Any], fast: bool):
     return loss, int(mask.sum())
 
 
+def batch_loss(model, batch: List[ds.Encoded], pad_id: int, accelerator, fast: bool):
+    """``(mean loss, scored tokens, tensors)`` of one batch: collated onto the accelerator's device
+    (``packing.to_device``), under its autocast, with the attention kernels for that device
+    (``generation.device.attention_kernels``). The training step, validation and the training
+    benchmark all go through here."""
+    from nebras_bot.generation.device import attention_kernels
+
+    tensors = packing.to_device(ds.collate(batch, pad_id), accelerator.device)
+    with accelerator.autocast(), attention_kernels(accelerator.device):
+        loss, scored = scored_loss(model, tensors, fast)
+    return loss, scored, tensors
+
+
 def evaluate_loss(model, rows: List[ds.Encoded], batch_size: int, pad_id: int, accelerator, max_batches: Optional[int]) -> float:
     """Mean token loss on ``rows`` (scored tokens only), in eval mode, without gradients."""
     import torch
-
-    from nebras_bot.generation.device import attention_kernels
 
     model.eval()
     total, count = 0.0, 0
@@ -43,9 +54,7 @@ def evaluate_loss(model, rows: List[ds.Encoded], batch_size: int, pad_id: int, a
         for number, batch in enumerate(ds.batches(rows, batch_size, 0, 0, shuffle=False)):
             if max_batches is not None and number >= max_batches:
                 break
-            tensors = packing.to_device(ds.collate(batch, pad_id), accelerator.device)
-            with accelerator.autocast(), attention_kernels(accelerator.device):
-                loss, scored = scored_loss(model, tensors, accelerator.num_processes == 1)
+            loss, scored, _ = batch_loss(model, batch, pad_id, accelerator, accelerator.num_processes == 1)
             total += loss.item() * scored
             count += scored
     model.train()

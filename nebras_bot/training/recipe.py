@@ -46,8 +46,8 @@ class Recipe(BaseModel):
     prompt: PromptRecipe = Field(default_factory=PromptRecipe)
     max_length: int = Field(768, ge=16)
     packing: bool = True
-    # Share of training examples whose prompt template is a sketch of their own reply (one or two
-    # of its sentences) instead of the domain's template: teaches the model to carry a template's
+    # Share of training examples whose prompt template is a sketch of their own reply (2-4 of its
+    # sentences) instead of the domain's template: teaches the model to carry a template's
     # content into its reply (dataset.sketch_templates). Validation prompts are never sketched.
     template_sketch_share: float = Field(0.0, ge=0, le=1)
     max_train_examples: Optional[int] = None  # for quick runs and tests

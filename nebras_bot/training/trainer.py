@@ -32,7 +32,7 @@ from nebras_bot.generation.prompt import PromptSettings
 from nebras_bot.training import dataset as ds
 from nebras_bot.training import packing
 from nebras_bot.training.checkpoint import load_rng, save_rng
-from nebras_bot.training.loss import evaluate_loss, scored_loss
+from nebras_bot.training.loss import batch_loss, evaluate_loss
 from nebras_bot.training.model_card import write_model_card
 from nebras_bot.training.recipe import METHOD_LORA, Recipe, load_recipe
 from nebras_bot.training.registry import METADATA_FILE, PARTIAL_SUFFIX
@@ -148,7 +148,7 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 
-def _fresh_accelerator(*, mixed_precision: str, grad_accum: int) -> "Accelerator":
+def fresh_accelerator(*, mixed_precision: str, grad_accum: int) -> "Accelerator":
     """An Accelerator for this run. accelerate keeps its settings in a process-wide singleton and
     refuses a second run with another precision in the same process (``nebras learn``, tests), so
     the run-level state is reset first; the process-level state (the distributed group that
@@ -182,8 +182,6 @@ def train(
     import torch
     from tqdm.auto import tqdm
 
-    from nebras_bot.generation.device import attention_kernels
-
     recipe = load_recipe(recipe).with_overrides({"max_minutes": max_minutes, "max_steps": max_steps})
     base = base or recipe.base
     # No --data: the newest prepared dataset, prepared first on a fresh machine.
@@ -212,7 +210,7 @@ def train(
     torch.manual_seed(recipe.seed)
 
     use_bf16 = recipe.bf16 == "true" or (recipe.bf16 == "auto" and bf16_supported())
-    accelerator = _fresh_accelerator(mixed_precision="bf16" if use_bf16 else "no", grad_accum=recipe.grad_accum)
+    accelerator = fresh_accelerator(mixed_precision="bf16" if use_bf16 else "no", grad_accum=recipe.grad_accum)
     dataset_version = json.loads((data_dir / CARD_JSON).read_text()).get("version", data_dir.name) if (data_dir / CARD_JSON).is_file() else data_dir.name
 
     # ---- model and data
@@ -300,14 +298,12 @@ def train(
         if epoch not in epoch_cache:
             epoch_cache = {epoch: ds.batches(train_rows, recipe.batch_size, recipe.seed, epoch)}
         batch = epoch_cache[epoch][position]
-        tensors = packing.to_device(ds.collate(batch, pad_id), accelerator.device)
         used = (elapsed_before + clock() - started) / budget_s if budget_s else 0.0
         current_lr = learning_rate(step, recipe, total_steps, used)
         for group in optimizer.param_groups:
             group["lr"] = current_lr
         with accelerator.accumulate(model):
-            with accelerator.autocast(), attention_kernels(accelerator.device):
-                loss, _ = scored_loss(model, tensors, accelerator.num_processes == 1)
+            loss, _, tensors = batch_loss(model, batch, pad_id, accelerator, accelerator.num_processes == 1)
             accelerator.backward(loss)
             if accelerator.sync_gradients and recipe.grad_clip:
                 accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
