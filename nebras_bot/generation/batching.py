@@ -25,15 +25,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from nebras_bot.generation.decoding import STOP_WINDOW_TOKENS, Completion
+from nebras_bot.generation.decoding import (  # noqa: F401 - the stop reasons are part of this module's API
+    STOP_EOS,
+    STOP_LENGTH,
+    STOP_MARKER,
+    STOP_TIME,
+    STOP_WINDOW_TOKENS,
+    Completion,
+)
 from nebras_bot.generation.device import attention_kernels, model_device
 from nebras_bot.generation.prompt import ROLE_MARKERS, cut_at_end
 from nebras_bot.generation.settings import GenerationSettings
 
-STOP_MARKER = "marker"
-STOP_EOS = "eos"
-STOP_LENGTH = "length"
-STOP_TIME = "time"
 # Every role marker ends with this character: a marker can only complete on a token containing it.
 MARKER_LAST_CHAR = ">"
 

@@ -33,6 +33,13 @@ from nebras_bot.generation.settings import GenerationSettings
 STOP_WINDOW_TOKENS = 12
 
 
+# Completion.stopped_by: why decoding ended
+STOP_MARKER = "marker"  # a role marker (the agent turn is over)
+STOP_EOS = "eos"
+STOP_LENGTH = "length"  # max_new_tokens
+STOP_TIME = "time"  # the time limit
+
+
 @dataclass
 class Completion:
     """What the model wrote for one prompt."""
@@ -42,7 +49,7 @@ class Completion:
     new_tokens: int
     prompt_tokens: int
     seconds: float
-    stopped_by: str  # "marker", "eos", "length" or "time"
+    stopped_by: str  # STOP_MARKER, STOP_EOS, STOP_LENGTH or STOP_TIME
 
 
 class StopOnMarkers(StoppingCriteria):
@@ -170,13 +177,13 @@ class Decoder:
         raw = self.tokenizer.decode(generated, skip_special_tokens=False)
         eos = self.tokenizer.eos_token_id
         if stop.hit:
-            stopped_by = "marker"
+            stopped_by = STOP_MARKER
         elif eos is not None and eos in generated.tolist():
-            stopped_by = "eos"
+            stopped_by = STOP_EOS
         elif len(generated) >= max_new:
-            stopped_by = "length"
+            stopped_by = STOP_LENGTH
         else:
-            stopped_by = "time"
+            stopped_by = STOP_TIME
         text = raw
         if self.tokenizer.eos_token:
             text = text.split(self.tokenizer.eos_token, 1)[0]

@@ -8,14 +8,17 @@ reason logged and counted (``nebras_fallbacks_total{reason=...}``):
    was trained with retrieval and the index is there);
 3. the prompt (:func:`nebras_bot.generation.prompt.build_prompt`, token budget counted with the
    model's tokenizer);
-4. decoding (:class:`nebras_bot.generation.decoding.Decoder`) -> ``error`` on an exception;
+4. decoding (:class:`nebras_bot.generation.decoding.Decoder`) -> ``error`` on an exception. It
+   stops at the end of the agent turn, at ``max_new_tokens`` or ``deadline_margin_s`` before the
+   reply's timeout; a reply cut by the token limit or the deadline keeps its complete sentences
+   (-> ``timeout`` when the deadline came before the first one);
 5. placeholders filled from slots and entities -> ``missing_placeholder: name``;
 6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason;
 7. the topic check (:class:`nebras_bot.generation.topic.TopicCheck`, over the exemplar index's
    replies) -> ``off_topic: reads as <intent>`` when the reply is about another intent.
 
 :meth:`ResponseGenerator.areply` runs all of this in a worker thread, off the event loop, with a
-per-reply timeout (``timeout``).
+per-reply timeout (``timeout``, counted from the call, queueing included) -> ``timeout``.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from nebras_bot.generation import guard, placeholders
+from nebras_bot.generation.decoding import STOP_LENGTH, STOP_TIME
 from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
 from nebras_bot.generation.prompt import PromptContext, build_prompt
 from nebras_bot.generation.settings import GenerationSettings, ModelSettingsError, model_settings
@@ -227,15 +231,18 @@ class ResponseGenerator:
             return self.fallback(template, NO_MODEL, started, channel=channel)
         values = placeholders.merge_values(context.entities, context.slots, values or {})
         prompt = raw = None
+        limit = self.settings.timeout_s if time_limit is None else time_limit
         try:
             prompt = self.build_prompt(context)
-            completion = self.decoder.complete(prompt, time_limit=time_limit or self.settings.timeout_s)
+            decode_limit = max(limit - self.settings.deadline_margin_s - (time.perf_counter() - started), 0.0)
+            completion = self.decoder.complete(prompt, time_limit=decode_limit)
             raw = _trim_unfinished(completion.text, completion.stopped_by)
         except Exception as error:  # noqa: BLE001 - any model failure becomes the templated reply
             logger.exception("generation failed")
             metrics.ERRORS.labels(component="generation").inc()
             return self.fallback(template, f"{ERROR}: {type(error).__name__}", started, prompt=prompt, channel=channel)
-        if completion.stopped_by == "time":
+        if completion.stopped_by == STOP_TIME and not _SENTENCE_END.search(completion.text):
+            # the deadline came before the first complete sentence: nothing worth sending
             return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw, channel=channel)
         filled = placeholders.fill(raw, values)
         if filled is None:
@@ -274,8 +281,12 @@ class ResponseGenerator:
         if not self.available:
             return self.fallback(template, NO_MODEL, started, channel=context.channel)
         limit = timeout if timeout is not None else self.settings.timeout_s
+
+        def in_worker() -> GenerationResult:  # the time spent queued for the worker counts
+            return self.reply(context, template, values, time_limit=limit - (time.perf_counter() - started))
+
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, lambda: self.reply(context, template, values, time_limit=limit))
+        future = loop.run_in_executor(self._executor, in_worker)
         try:
             return await asyncio.wait_for(future, timeout=limit)
         except asyncio.TimeoutError:
@@ -293,8 +304,8 @@ class ResponseGenerator:
 
 
 def _trim_unfinished(text: str, stopped_by: str) -> str:
-    """A reply cut by the token limit ends at its last complete sentence, when it has one."""
-    if stopped_by != "length":
+    """A reply cut by the token limit or the deadline ends at its last complete sentence, when it has one."""
+    if stopped_by not in (STOP_LENGTH, STOP_TIME):
         return text
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
     return text[: ends[-1]].strip() if ends else text

@@ -99,6 +99,9 @@ class GenerationSettings(BaseSettings):
 
     # --- safety nets
     timeout_s: float = Field(3.0, gt=0, description="per-reply time limit; over it the templated reply is sent")
+    deadline_margin_s: float = Field(
+        0.3, ge=0, description="decoding stops this long before the timeout; a reply cut there keeps its complete sentences"
+    )
     min_chars: int = Field(2, ge=1)
     max_chars: int = Field(600, ge=10)
     max_repeated_ngram: int = Field(2, ge=1, description="a 4-word sequence may appear at most this often")

@@ -148,9 +148,40 @@ def test_exception_and_empty_template_still_give_a_reply(loaded):
     assert count("error") == before + 1
 
 
-def test_model_time_limit_is_a_timeout(loaded):
+def test_deadline_before_the_first_sentence_is_a_timeout(loaded):
     result = generator_with(loaded, "Your order", stopped_by="time").reply(CONTEXT, TEMPLATE)
     assert result.reason == "timeout" and result.text == TEMPLATE
+
+
+def test_reply_cut_by_the_deadline_keeps_its_complete_sentences(loaded):
+    raw = "Your order is packed. 1. It leaves today. 2. Track it in"
+    result = generator_with(loaded, raw, stopped_by="time").reply(CONTEXT, TEMPLATE)
+    assert result.generated and result.text == "Your order is packed. 1. It leaves today."
+
+
+class RecordingDecoder(FixedDecoder):
+    def complete(self, prompt: str, max_new_tokens=None, time_limit=None) -> Completion:
+        self.time_limit = time_limit
+        return super().complete(prompt, max_new_tokens, time_limit)
+
+
+@pytest.mark.parametrize("limit, margin, expected", [(3.0, 0.3, 2.7), (3.0, 0.0, 3.0), (0.2, 0.3, 0.0)])
+def test_decoding_stops_the_margin_before_the_time_limit(loaded, limit, margin, expected):
+    generator = ResponseGenerator(loaded, GenerationSettings(torch_threads=1, timeout_s=limit, deadline_margin_s=margin))
+    generator.decoder = RecordingDecoder("Your order is on its way.")
+    generator.reply(CONTEXT, TEMPLATE)
+    assert expected - 0.05 <= generator.decoder.time_limit <= expected
+
+
+async def test_time_queued_for_the_worker_counts_against_the_timeout(loaded):
+    generator = ResponseGenerator(loaded, GenerationSettings(torch_threads=1, timeout_s=2.0, deadline_margin_s=0.0))
+    generator.decoder = RecordingDecoder("Your order is on its way.", delay=0.5)
+    first = asyncio.ensure_future(generator.areply(CONTEXT, TEMPLATE))
+    second = await generator.areply(CONTEXT, TEMPLATE)  # waits ~0.5 s for the single worker
+    await first
+    assert second.generated
+    assert 1.3 <= generator.decoder.time_limit <= 1.6
+    generator.close()
 
 
 async def test_areply_runs_off_the_event_loop_and_times_out(loaded):
