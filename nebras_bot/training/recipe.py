@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from pydantic import BaseModel, Field, validator
 
+from nebras_bot.generation.retrieval import ORDER_SIMILARITY, check_order
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = "default"
 METHOD_FULL = "full"
@@ -43,6 +45,10 @@ class Recipe(BaseModel):
     # --- data
     retrieval: bool = True
     exemplars: int = Field(2, ge=0)
+    # similarity: the replies of the nearest training messages; central: of the exemplar_pool
+    # nearest, the most typical replies (nebras_bot.generation.retrieval). Saved with the index.
+    exemplar_order: str = ORDER_SIMILARITY
+    exemplar_pool: int = Field(20, ge=1)
     prompt: PromptRecipe = Field(default_factory=PromptRecipe)
     max_length: int = Field(768, ge=16)
     packing: bool = True
@@ -88,6 +94,10 @@ class Recipe(BaseModel):
         if value not in ("wall", "process"):
             raise ValueError("budget_clock must be wall or process")
         return value
+
+    @validator("exemplar_order")
+    def _known_exemplar_order(cls, value: str) -> str:  # noqa: N805
+        return check_order(value, pool=1)
 
     @validator("bf16")
     def _known_bf16(cls, value: Any) -> str:  # noqa: N805

@@ -224,7 +224,8 @@ def train(
         from nebras_bot.generation.retrieval import ExemplarIndex
 
         index = ExemplarIndex.build(
-            [e.query for e in train_examples], [e.reply for e in train_examples], [e.intent for e in train_examples]
+            [e.query for e in train_examples], [e.reply for e in train_examples], [e.intent for e in train_examples],
+            order=recipe.exemplar_order, pool=recipe.exemplar_pool,
         )
     _, train_encoded = encode_split(train_dialogues, tokenizer, recipe, templates, index, recipe.max_train_examples,
                                     sketches=True)
