@@ -5,6 +5,9 @@ entities after generation (see ``nebras_bot.generation.placeholders``).
 """
 from __future__ import annotations
 
+import re
+from typing import Optional, Tuple
+
 # Bitext's entity types, plus email and the ids Nebras itself issues.
 ORDER_ID = "order_id"
 INVOICE_ID = "invoice_id"
@@ -29,3 +32,26 @@ ENTITIES: tuple[str, ...] = (
 
 # Names a reply may use as ``{placeholder}``: every entity, plus the ticket id set by actions.
 PLACEHOLDER_NAMES: tuple[str, ...] = ENTITIES + (TICKET_ID,)
+
+# Other names for a slot, as lower-case words: Bitext's hole names (``{{Order Number}}``, used by
+# data cleaning) and the same names as a model may write them (``{order_number}``, used when
+# placeholders are filled).
+_SLOT_NAMES: Tuple[Tuple[re.Pattern, str], ...] = (
+    (re.compile(r"^(order|purchase)( (number|id|code|reference))?( anonymized)?$|^tracking number$"), ORDER_ID),
+    (re.compile(r"^(invoice|bill)( (number|id))( anonymized)?$"), INVOICE_ID),
+    (re.compile(r"^(refund|money) amount$"), REFUND_AMOUNT),
+    (re.compile(r"^account (type|category)$"), ACCOUNT_TYPE),
+    (re.compile(r"^(name field|client (first |last )?name|customer name|person name|name)( anonymized)?$"), PERSON_NAME),
+    (re.compile(r"^delivery city$"), DELIVERY_CITY),
+    (re.compile(r"^delivery country$"), DELIVERY_COUNTRY),
+)
+
+
+def slot_for_name(name: str) -> Optional[str]:
+    """The slot a hole or placeholder name stands for (``"Order Number"``, ``"order_number"`` ->
+    ``"order_id"``), or None. Underscores count as spaces; case does not matter."""
+    key = " ".join(str(name).replace("_", " ").split()).lower()
+    for pattern, slot in _SLOT_NAMES:
+        if pattern.search(key):
+            return slot
+    return None

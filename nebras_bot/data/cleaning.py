@@ -38,16 +38,6 @@ _SPACES = re.compile(r"\s+")
 _BITEXT_HOLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _SLOT = re.compile(r"\{([a-z_]+)\}")
 
-# Bitext hole names (lower-cased) that are one of our slots.
-_SLOT_HOLES: Tuple[Tuple[re.Pattern, str], ...] = (
-    (re.compile(r"^(order|purchase)( (number|id|code|reference))?( anonymized)?$|^tracking number$"), E.ORDER_ID),
-    (re.compile(r"^(invoice|bill)( (number|id))( anonymized)?$"), E.INVOICE_ID),
-    (re.compile(r"^(refund|money) amount$"), E.REFUND_AMOUNT),
-    (re.compile(r"^account (type|category)$"), E.ACCOUNT_TYPE),
-    (re.compile(r"^(name field|client (first |last )?name|customer name|person name|name)( anonymized)?$"), E.PERSON_NAME),
-    (re.compile(r"^delivery city$"), E.DELIVERY_CITY),
-    (re.compile(r"^delivery country$"), E.DELIVERY_COUNTRY),
-)
 # What a slot hole becomes when the customer did not give the value (never an invented value).
 _SLOT_NEUTRAL: Dict[str, str] = {
     E.ORDER_ID: "your order",
@@ -94,11 +84,7 @@ def normalize_text(text: str) -> str:
 
 def slot_for_hole(name: str) -> Optional[str]:
     """The slot a Bitext hole name stands for (``"Order Number"`` -> ``"order_id"``), or None."""
-    key = normalize_text(name).lower()
-    for pattern, slot in _SLOT_HOLES:
-        if pattern.search(key):
-            return slot
-    return None
+    return E.slot_for_name(normalize_text(name))
 
 
 def neutral_for_hole(name: str) -> Optional[str]:

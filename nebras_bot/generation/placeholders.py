@@ -4,11 +4,19 @@ The model is trained to write ``{order_id}`` instead of inventing an order numbe
 generation the placeholders are filled from the slots and entities of the conversation. A
 placeholder with no value makes the whole reply unusable (:func:`fill` returns None), because a
 reply with a hole in it, or a guessed value, must never reach a customer.
+
+A placeholder may use another name of a slot (``{order_number}`` for ``order_id``,
+``{invoice_number}`` for ``invoice_id``: ``nebras_bot.entities.slot_for_name``, the table data
+cleaning maps Bitext's ``{{Order Number}}`` holes with); a partly trained model writes those, and
+they are filled from the slot. A name that is no slot's (``{account_name}``) still needs a value of
+its own.
 """
 from __future__ import annotations
 
 import re
 from typing import Any, Iterable, Mapping, Optional
+
+from nebras_bot.entities import slot_for_name
 
 # ``{order_id}``, ``{ order_id }``; not ``{{order_id}}`` halves, not JSON-ish ``{"a": 1}``.
 PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]{0,40})\s*\}")
@@ -30,9 +38,19 @@ def _value_text(value: Any) -> Optional[str]:
     return text or None
 
 
+def value_for(name: str, values: Mapping[str, Any]) -> Optional[str]:
+    """The text for placeholder ``name``: its own value, else the value of the slot it names."""
+    text = _value_text(values.get(name))
+    if text is None:
+        slot = slot_for_name(name)
+        if slot is not None and slot != name:
+            text = _value_text(values.get(slot))
+    return text
+
+
 def missing(text: str, values: Mapping[str, Any]) -> list[str]:
     """Names of placeholders in ``text`` without a usable value."""
-    return [name for name in placeholders_in(text) if _value_text(values.get(name)) is None]
+    return [name for name in placeholders_in(text) if value_for(name, values) is None]
 
 
 def fill(text: str, values: Mapping[str, Any]) -> Optional[str]:
@@ -44,7 +62,7 @@ def fill(text: str, values: Mapping[str, Any]) -> Optional[str]:
     """
     if missing(text, values):
         return None
-    return PLACEHOLDER.sub(lambda match: _value_text(values[match.group(1)]) or "", text)
+    return PLACEHOLDER.sub(lambda match: value_for(match.group(1), values) or "", text)
 
 
 def merge_values(*sources: Optional[Mapping[str, Any]]) -> dict[str, Any]:

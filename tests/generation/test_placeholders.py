@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nebras_bot.entities import slot_for_name
 from nebras_bot.generation.placeholders import fill, merge_values, missing, placeholders_in
 
 CASES = [
@@ -21,6 +22,13 @@ CASES = [
     ("Hi {unknown_thing}", {}, None),
     ('JSON {"a": 1} stays', {}, 'JSON {"a": 1} stays'),
     ("Value {order_id}", {"order_id": "{email}"}, "Value {email}"),  # values are not filled again
+    # another name of a slot (what a partly trained model writes) is filled from that slot
+    ("Order {order_number} shipped.", {"order_id": "48213"}, "Order 48213 shipped."),
+    ("Invoice {invoice_number}.", {"invoice_id": "#85632"}, "Invoice #85632."),
+    ("Order {order_number}.", {"order_number": "1", "order_id": "2"}, "Order 1."),  # its own value first
+    ("Order {order_number}.", {}, None),
+    ("Your {account_name} account.", {"account_type": "pro"}, None),  # no slot's name: needs its own value
+    ("We ship to {delivery_city}.", {"delivery_country": "Canada"}, None),  # a different slot
 ]
 
 
@@ -58,4 +66,5 @@ def test_fill_with_all_values_leaves_no_placeholder_and_inserts_values(mapping, 
 @given(st.dictionaries(names, values, max_size=4), names)
 def test_fill_rejects_whenever_a_name_lacks_a_value(mapping, extra):
     mapping.pop(extra, None)
+    mapping.pop(slot_for_name(extra), None)  # nor a value under the slot it names ("order" -> order_id)
     assert fill("Hello {" + extra + "}", mapping) is None
