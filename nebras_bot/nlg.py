@@ -9,7 +9,7 @@ Configured in ``endpoints.yml``::
       rephrase_all: false           # true: every text response, unless metadata rephrase: false
       history_turns: 6
       timeout: 3.0                  # seconds per reply
-      max_new_tokens: 60
+      max_new_tokens: 220           # cut earlier by the timeout's deadline, at a sentence end
 
 For each response Rasa asks for, the templated reply is built first by Rasa's own
 ``TemplatedNaturalLanguageGenerator`` (slot filling, conditional variations, channel variations,
