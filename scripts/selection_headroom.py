@@ -56,9 +56,9 @@ def headroom(train: List[dict], rows: List[dict], ks: Sequence[int], show_progre
     intents = [t["intent"] for t in train]
     results = {"tfidf": scores(TfidfRetrievalBaseline(messages, replies).replies_for(
         [row.instruction for row in evaluated], [{} for _ in evaluated]), references)}
+    nearest = ExemplarIndex.build(messages, replies, intents)
     for k in ks:
         central = ExemplarIndex.build(messages, replies, intents, order=ORDER_CENTRAL, pool=k)
-        nearest = ExemplarIndex.build(messages, replies, intents)
         chosen, oracle = [], []
         for row in tqdm(evaluated, desc=f"k={k}", disable=not show_progress):
             chosen.append(central.top_k(row.instruction, k=1, intent=row.intent)[0])

@@ -36,13 +36,11 @@ ORDERS = (ORDER_SIMILARITY, ORDER_CENTRAL)
 DEFAULT_POOL = 20  # central: how many nearest replies the most typical ones are chosen from
 
 
-def check_order(order: str, pool: int) -> str:
-    """The order name, normalised; a clear error for an unknown one or a pool smaller than 1."""
+def check_order(order: str) -> str:
+    """The order name, normalised; a clear error for an unknown one."""
     order = str(order).strip().lower()
     if order not in ORDERS:
         raise ValueError(f"exemplar order must be one of {', '.join(ORDERS)}, not {order!r}")
-    if int(pool) < 1:
-        raise ValueError(f"exemplar pool must be at least 1, not {pool}")
     return order
 
 
@@ -68,7 +66,9 @@ class ExemplarIndex:
         self.queries: List[str] = [str(q) for q in queries]
         self.replies: List[str] = [str(r) for r in replies]
         self.intents: List[Optional[str]] = list(intents) if intents is not None else [None] * len(self.queries)
-        self.order = check_order(order, pool)
+        if int(pool) < 1:
+            raise ValueError(f"exemplar pool must be at least 1, not {pool}")
+        self.order = check_order(order)
         self.pool = int(pool)
         self._vectorizer = TfidfVectorizer(ngram_range=NGRAM_RANGE, sublinear_tf=True, lowercase=True)
         self._matrix = self._vectorizer.fit_transform(self.queries)

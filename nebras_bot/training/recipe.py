@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from pydantic import BaseModel, Field, validator
 
-from nebras_bot.generation.retrieval import ORDER_SIMILARITY, check_order
+from nebras_bot.generation.retrieval import DEFAULT_POOL, ORDER_SIMILARITY, check_order
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = "default"
@@ -48,7 +48,7 @@ class Recipe(BaseModel):
     # similarity: the replies of the nearest training messages; central: of the exemplar_pool
     # nearest, the most typical replies (nebras_bot.generation.retrieval). Saved with the index.
     exemplar_order: str = ORDER_SIMILARITY
-    exemplar_pool: int = Field(20, ge=1)
+    exemplar_pool: int = Field(DEFAULT_POOL, ge=1)
     prompt: PromptRecipe = Field(default_factory=PromptRecipe)
     max_length: int = Field(768, ge=16)
     packing: bool = True
@@ -97,7 +97,7 @@ class Recipe(BaseModel):
 
     @validator("exemplar_order")
     def _known_exemplar_order(cls, value: str) -> str:  # noqa: N805
-        return check_order(value, pool=1)
+        return check_order(value)
 
     @validator("bf16")
     def _known_bf16(cls, value: Any) -> str:  # noqa: N805
