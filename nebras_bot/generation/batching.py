@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from nebras_bot.generation.constraints import PlaceholderBan
 from nebras_bot.generation.decoding import (  # noqa: F401 - the stop reasons are part of this module's API
     STOP_EOS,
     STOP_LENGTH,
@@ -49,6 +50,7 @@ class DecodeRequest:
     max_new_tokens: int
     deadline: Optional[float] = None
     force_length: bool = False  # benchmarks: ignore stop markers and eos, always write max_new_tokens
+    ban: Optional[PlaceholderBan] = None  # tokens that may not open a {placeholder} (constraints.py)
 
 
 @dataclass
@@ -114,7 +116,8 @@ class GreedyEngine:
         )
 
     def _process(self, scores: torch.Tensor, seen: Optional[torch.Tensor], rows: List[Row]) -> torch.Tensor:
-        """Repetition penalty then the no-repeat n-gram ban, both over the generated tokens only.
+        """Repetition penalty, the no-repeat n-gram ban (both over the generated tokens only) and the
+        row's placeholder ban, if it has one.
 
         ``seen`` holds the tokens generated so far, one row per row of ``scores``, all of the same
         length (it has no columns before the first token); ``None`` takes them from ``rows``,
@@ -136,7 +139,15 @@ class GreedyEngine:
             banned = self._banned_ngram_tokens(row.generated)
             if banned:
                 scores[index, banned] = -float("inf")
+            if row.request.ban is not None:
+                banned = row.request.ban.banned(row.generated)
+                if banned:
+                    scores[index, banned] = -float("inf")
         return scores
+
+    def placeholder_ban(self, ban: Optional[str]) -> Optional[PlaceholderBan]:
+        """The rule for a request's ``placeholder_ban`` (``constraints.BAN_ALL``/``BAN_FIRST``; None: none)."""
+        return PlaceholderBan(self.tokenizer, ban) if ban is not None else None
 
     # ------------------------------------------------------------------ for other decoding loops
 

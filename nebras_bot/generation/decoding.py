@@ -25,6 +25,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from nebras_bot.generation.constraints import PlaceholderBan
 from nebras_bot.generation.device import attention_kernels, model_device
 from nebras_bot.generation.prompt import ROLE_MARKERS, cut_at_end
 from nebras_bot.generation.settings import GenerationSettings
@@ -96,6 +97,21 @@ class GeneratedNoRepeatNGram(LogitsProcessor):
         return scores
 
 
+class BanPlaceholderOpenings(LogitsProcessor):
+    """Bans the tokens that open a ``{placeholder}`` (:class:`nebras_bot.generation.constraints.PlaceholderBan`)."""
+
+    def __init__(self, ban: PlaceholderBan, prompt_length: int) -> None:
+        self.ban = ban
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row_index, row in enumerate(input_ids):
+            banned = self.ban.banned(row[self.prompt_length :].tolist())
+            if banned:
+                scores[row_index, banned] = -float("inf")
+        return scores
+
+
 def generated_only_processors(settings: GenerationSettings, prompt_length: int) -> list:
     """Repetition control that looks at the generated tokens only (the prompt may be copied freely)."""
     processors: list = [GeneratedNoRepeatNGram(settings.no_repeat_ngram_size, prompt_length)]
@@ -125,9 +141,15 @@ class Decoder:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
-    def _generate_kwargs(self, prompt_length: int, max_new_tokens: int, time_limit: Optional[float]) -> dict:
+    def _generate_kwargs(
+        self, prompt_length: int, max_new_tokens: int, time_limit: Optional[float],
+        placeholder_ban: Optional[str] = None,
+    ) -> dict:
         s = self.settings
         stop = StopOnMarkers(self.tokenizer, prompt_length)
+        processors = generated_only_processors(s, prompt_length)
+        if placeholder_ban is not None:
+            processors.append(BanPlaceholderOpenings(PlaceholderBan(self.tokenizer, placeholder_ban), prompt_length))
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new_tokens,
             use_cache=True,
@@ -139,7 +161,7 @@ class Decoder:
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList([stop]),
-            logits_processor=LogitsProcessorList(generated_only_processors(s, prompt_length)),
+            logits_processor=LogitsProcessorList(processors),
         )
         if s.do_sample:
             kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
@@ -150,9 +172,14 @@ class Decoder:
         return kwargs
 
     def complete(
-        self, prompt: str, max_new_tokens: Optional[int] = None, time_limit: Optional[float] = None
+        self, prompt: str, max_new_tokens: Optional[int] = None, time_limit: Optional[float] = None,
+        placeholder_ban: Optional[str] = None,
     ) -> Completion:
-        """Generate the agent's reply for ``prompt`` (which ends with the open ``<|agent|>`` turn)."""
+        """Generate the agent's reply for ``prompt`` (which ends with the open ``<|agent|>`` turn).
+
+        ``placeholder_ban``: ``constraints.BAN_ALL`` or ``BAN_FIRST`` bans the tokens that open a
+        ``{placeholder}`` at every or at the first generated token (None: no ban).
+        """
         max_new = max_new_tokens or self.settings.max_new_tokens
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         input_ids = encoded.input_ids
@@ -164,7 +191,7 @@ class Decoder:
         input_ids = input_ids.to(model_device(self.model))
         attention_mask = torch.ones_like(input_ids)
         prompt_length = input_ids.shape[1]
-        kwargs = self._generate_kwargs(prompt_length, max_new, time_limit)
+        kwargs = self._generate_kwargs(prompt_length, max_new, time_limit, placeholder_ban)
         stop: StopOnMarkers = kwargs["stopping_criteria"][0]
         with self._lock:
             if self.settings.seed is not None:

@@ -274,6 +274,7 @@ class FastDecoder:
         max_new_tokens: Optional[int] = None,
         time_limit: Optional[float] = None,
         force_length: bool = False,
+        placeholder_ban: Optional[str] = None,
     ) -> Completion:
         started = time.perf_counter()
         max_new = max_new_tokens or self.settings.max_new_tokens
@@ -281,7 +282,8 @@ class FastDecoder:
         if not ids:
             raise ValueError("empty prompt")
         request = DecodeRequest(
-            ids, max_new, started + time_limit if time_limit is not None else None, force_length=force_length
+            ids, max_new, started + time_limit if time_limit is not None else None, force_length=force_length,
+            ban=self.engine.placeholder_ban(placeholder_ban),
         )
         with self._lock, torch.inference_mode(), attention_kernels(self.engine.device):
             reuse = _shared_prefix(self._cached_ids, ids[:-1]) if self.reuse_prefix and self._cache is not None else 0

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from nebras_bot.generation import guard, placeholders
+from nebras_bot.generation import constraints, guard, placeholders
 from nebras_bot.generation.decoding import STOP_LENGTH, STOP_TIME
 from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
 from nebras_bot.generation.prompt import PromptContext, build_prompt
@@ -234,8 +234,17 @@ class ResponseGenerator:
         limit = self.settings.timeout_s if time_limit is None else time_limit
         try:
             prompt = self.build_prompt(context)
-            decode_limit = max(limit - self.settings.deadline_margin_s - (time.perf_counter() - started), 0.0)
-            completion = self.decoder.complete(prompt, time_limit=decode_limit)
+            deadline = started + limit - self.settings.deadline_margin_s
+            steer = self.settings.steer_placeholders
+            completion = self.decoder.complete(
+                prompt, time_limit=max(deadline - time.perf_counter(), 0.0),
+                placeholder_ban=constraints.ban_for(values) if steer else None,
+            )
+            if steer:
+                completion = constraints.continue_without(
+                    self.decoder, prompt, completion, values, self.settings.placeholder_retries,
+                    self.settings.max_new_tokens, deadline,
+                )
             raw = _trim_unfinished(completion.text, completion.stopped_by)
         except Exception as error:  # noqa: BLE001 - any model failure becomes the templated reply
             logger.exception("generation failed")

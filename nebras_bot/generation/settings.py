@@ -95,6 +95,11 @@ class GenerationSettings(BaseSettings):
     num_beams: int = Field(1, ge=1)
     repetition_penalty: float = Field(1.15, ge=1.0)
     no_repeat_ngram_size: int = Field(4, ge=0)
+    steer_placeholders: bool = Field(
+        True, description="keep {placeholders} without a value out of replies while decoding: ban their opening "
+        "tokens when nothing can be filled, else decode again from before one (nebras_bot.generation.constraints)",
+    )
+    placeholder_retries: int = Field(2, ge=0, description="most re-decodings from before an unfillable placeholder per reply")
     seed: Optional[int] = Field(None, description="seed for sampling (None: not seeded)")
 
     # --- safety nets

@@ -80,6 +80,7 @@ class BatchingWorker:
         max_new_tokens: Optional[int] = None,
         time_limit: Optional[float] = None,
         force_length: bool = False,
+        placeholder_ban: Optional[str] = None,
     ) -> "concurrent.futures.Future[Completion]":
         """Queue ``prompt``; the future resolves to its :class:`Completion` (or the decoding error)."""
         if self._closed.is_set():
@@ -90,16 +91,18 @@ class BatchingWorker:
             max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
             deadline=now + time_limit if time_limit is not None else None,
             force_length=force_length,
+            ban=self.engine.placeholder_ban(placeholder_ban),
         )
         future: "concurrent.futures.Future[Completion]" = concurrent.futures.Future()
         self._queue.put(_Job(request, future, now))
         return future
 
     def complete(
-        self, prompt: str, max_new_tokens: Optional[int] = None, time_limit: Optional[float] = None
+        self, prompt: str, max_new_tokens: Optional[int] = None, time_limit: Optional[float] = None,
+        placeholder_ban: Optional[str] = None,
     ) -> Completion:
         """Blocking, like ``Decoder.complete``: queue the prompt and wait for its reply."""
-        return self.submit(prompt, max_new_tokens, time_limit).result()
+        return self.submit(prompt, max_new_tokens, time_limit, placeholder_ban=placeholder_ban).result()
 
     # ------------------------------------------------------------------ the worker thread
 

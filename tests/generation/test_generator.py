@@ -42,7 +42,7 @@ class FixedDecoder:
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
 
-    def complete(self, prompt: str, max_new_tokens=None, time_limit=None) -> Completion:
+    def complete(self, prompt: str, max_new_tokens=None, time_limit=None, placeholder_ban=None) -> Completion:
         self.prompts.append(prompt)
         if self.delay:
             time.sleep(self.delay)
@@ -160,7 +160,7 @@ def test_reply_cut_by_the_deadline_keeps_its_complete_sentences(loaded):
 
 
 class RecordingDecoder(FixedDecoder):
-    def complete(self, prompt: str, max_new_tokens=None, time_limit=None) -> Completion:
+    def complete(self, prompt: str, max_new_tokens=None, time_limit=None, placeholder_ban=None) -> Completion:
         self.time_limit = time_limit
         return super().complete(prompt, max_new_tokens, time_limit)
 

@@ -135,16 +135,29 @@ async def test_order_id_from_turn_one_reaches_the_generated_reply_in_turn_three(
     assert event.metadata[GENERATED] is True  # the model wrote it (its {order_id} filled from turn 1)
 
 
-async def test_reply_needing_an_unknown_order_id_falls_back_to_the_conditional_template(mini_agent, generator):
+async def test_reply_needing_an_unknown_order_id_falls_back_to_the_conditional_template(mini_agent, tiny_loaded):
+    generator = make_generator(tiny_loaded, steer_placeholders=False)  # the model may write "{order_id}"
     install(mini_agent, generator, rephrase_all=True)  # the conditional variation has no opt-in of its own
     agent, who = mini_agent, sender()
     before = fallback_count("missing_placeholder")
     messages = await say(agent, "where is my order", who)
+    generator.close()
     # No order id anywhere: the model's "{order_id}" cannot be filled, Rasa's conditional
     # variation for an empty slot is sent instead.
     assert [m["text"] for m in messages] == ["Which order is it about?"]
     assert (await bot_events(agent, who))[-1].metadata[FALLBACK_REASON].startswith("missing_placeholder")
     assert fallback_count("missing_placeholder") == before + 1
+
+
+async def test_steered_reply_never_has_a_hole_and_an_invented_id_still_falls_back(mini_agent, generator):
+    install(mini_agent, generator, rephrase_all=True)
+    agent, who = mini_agent, sender()
+    messages = await say(agent, "where is my order", who)
+    # Steering bans "{" (no value to fill): the tiny model, trained to write "{order_id}" here,
+    # writes a made-up number instead, which the guard refuses: the conditional template again.
+    reason = (await bot_events(agent, who))[-1].metadata[FALLBACK_REASON]
+    assert [m["text"] for m in messages] == ["Which order is it about?"]
+    assert reason.startswith("unknown_") and "{" not in reason
 
 
 # --------------------------------------------------------------------------- fallbacks

@@ -46,7 +46,7 @@ class RecordingDecoder:
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
 
-    def complete(self, prompt: str, max_new_tokens=None, time_limit=None) -> Completion:
+    def complete(self, prompt: str, max_new_tokens=None, time_limit=None, placeholder_ban=None) -> Completion:
         self.prompts.append(prompt)
         return Completion(self.text, self.text, 8, 40, 0.01, "marker")
 
