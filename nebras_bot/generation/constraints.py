@@ -6,8 +6,10 @@ cannot be sent: :func:`nebras_bot.generation.placeholders.fill` refuses it and t
 templated reply. Instead of throwing the whole reply away, two rules keep the model's text:
 
 - **No values at all** (the common case: the customer gave no order number, invoice, name ...):
-  the tokens that open a placeholder (every token containing ``{``) are banned for the whole reply
-  (:data:`BAN_ALL`), so the model writes its next-best words ("your order").
+  the tokens that open a placeholder (every token containing ``{``, and ``}`` with it) are banned
+  for the whole reply (:data:`BAN_ALL`), so the model writes its next-best words ("your order").
+  What is left of a placeholder it still writes ("order_id") is refused by the guard
+  (``placeholder_residue``).
 - **Some values**: the model may write a placeholder, and only its *name* says which (``{`` and the
   name are separate tokens: ``" {"``, ``"order"``, ``"_"``, ``"id"``, ``"}"``). Forcing the name to
   an allowed one would put the order number where the model meant the invoice number, so nothing
@@ -29,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from nebras_bot.generation import placeholders
 from nebras_bot.generation.prompt import cut_at_end
 
-OPEN = "{"
+OPEN, CLOSE = "{", "}"
 BAN_ALL = "all"  # no token may open a placeholder
 BAN_FIRST = "first"  # the first generated token may not open one
 BANS = (BAN_ALL, BAN_FIRST)
@@ -40,12 +42,16 @@ _OPENING: Dict[int, List[int]] = {}
 _OPENING_LOCK = threading.Lock()
 
 
-def opening_tokens(tokenizer: Any) -> List[int]:
-    """Ids of the tokens whose text contains ``{`` (byte-level BPE and SentencePiece keep it literal)."""
+def brace_tokens(tokenizer: Any) -> List[int]:
+    """Ids of the tokens whose text contains ``{`` or ``}`` (byte-level BPE and SentencePiece keep
+    braces literal). ``}`` is banned with ``{``: kept from opening a placeholder, a model may still
+    write the rest of it ("order_id}"), and a reply has no use for a brace."""
     with _OPENING_LOCK:
         ids = _OPENING.get(id(tokenizer))
         if ids is None:
-            ids = _OPENING[id(tokenizer)] = sorted(i for token, i in tokenizer.get_vocab().items() if OPEN in token)
+            ids = _OPENING[id(tokenizer)] = sorted(
+                i for token, i in tokenizer.get_vocab().items() if OPEN in token or CLOSE in token
+            )
         return ids
 
 
@@ -56,7 +62,7 @@ class PlaceholderBan:
         if ban not in BANS:
             raise ValueError(f"unknown placeholder ban {ban!r}: use one of {', '.join(BANS)}")
         self.ban = ban
-        self.tokens = opening_tokens(tokenizer)
+        self.tokens = brace_tokens(tokenizer)
 
     def banned(self, generated: Sequence[int]) -> List[int]:
         if self.ban == BAN_ALL or not generated:
@@ -100,6 +106,8 @@ def continue_without(
         at = completion.raw.find(hole)
         if at < 0:
             break
+        while at > 0 and completion.raw[at - 1] == OPEN:  # "{{name}}": the inner match starts one late
+            at -= 1
         kept = completion.raw[:at].rstrip()
         room = max_new_tokens - decoder.count_tokens(kept)
         left = None if deadline is None else deadline - time.perf_counter()

@@ -9,6 +9,9 @@
 - ``profanity``;
 - ``repetition``: a repeated sentence, a word three times in a row, a 4-word sequence more than
   ``max_repeated_ngram`` times, or very few distinct words in a long reply;
+- ``placeholder_residue``: what is left of a placeholder after filling: a brace, or a placeholder
+  name written as a word (``order_id``, ``invoice_number``), e.g. "Your orderorder_id} is ..." from
+  a model kept from opening a placeholder (``nebras_bot.generation.constraints``);
 - facts that appear nowhere in ``allowed_texts`` (the conversation, the slot and entity values and
   the templated reply): ``unknown_url``, ``unknown_email``, ``unknown_id`` (ticket, order and invoice
   ids), ``unknown_price``, ``unknown_phone``, ``unknown_number``. A model must never invent an
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, Optional
 
+from nebras_bot.entities import PLACEHOLDER_NAMES, slot_for_name
 from nebras_bot.generation.prompt import contains_role_marker
 
 EMPTY = "empty"
@@ -43,6 +47,7 @@ UNKNOWN_PRICE = "unknown_price"
 UNKNOWN_PHONE = "unknown_phone"
 UNKNOWN_NUMBER = "unknown_number"
 MISSING_PLACEHOLDER = "missing_placeholder"  # decided by placeholders.fill, reported with the same format
+PLACEHOLDER_RESIDUE = "placeholder_residue"
 
 DEFAULT_MIN_CHARS = 3
 DEFAULT_MAX_CHARS = 600
@@ -58,6 +63,8 @@ _MARKER_FRAGMENT = re.compile(
     r"<\s*\||\|\s*>|<\s*/?\s*(?:system|user|agent|assistant|customer|bot|end|im_start|im_end)\b[^<>]{0,20}>",
     re.IGNORECASE,
 )
+_BRACE = re.compile(r"[{}]")
+_SNAKE_WORD = re.compile(r"(?<![\w@.-])[A-Za-z]+(?:_[A-Za-z]+)+(?![\w@-])")
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[\w']+")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
@@ -268,7 +275,21 @@ def check(
     repeated = _repetition(text, max_repeated_ngram)
     if repeated:
         return repeated
+    residue = _placeholder_residue(text)
+    if residue:
+        return f"{PLACEHOLDER_RESIDUE}: {residue}"
     return _unknown_fact(text, _Allowed.build(allowed_texts))
+
+
+def _placeholder_residue(text: str) -> Optional[str]:
+    """A brace, or a word that names a placeholder (``order_id``), left in a filled reply."""
+    brace = _BRACE.search(text)
+    if brace:
+        return brace.group(0)
+    for match in _SNAKE_WORD.finditer(text):
+        if slot_for_name(match.group(0)) is not None or match.group(0).lower() in PLACEHOLDER_NAMES:
+            return match.group(0)
+    return None
 
 
 def rule_of(reason: str) -> str:

@@ -41,17 +41,17 @@ def token_id(tokenizer, text: str) -> int:
 # --------------------------------------------------------------------------- the rules
 
 
-def test_opening_tokens_are_the_tokens_with_a_brace(tokenizer):
-    opening = set(constraints.opening_tokens(tokenizer))
-    for text in ("{", " {", "({"):
-        assert token_id(tokenizer, text) in opening
-    for text in (" order", "}", " id", "."):
-        assert token_id(tokenizer, text) not in opening
-    assert all("{" in tokenizer.decode([i]) for i in opening)
+def test_brace_tokens_are_the_tokens_with_a_brace(tokenizer):
+    braces = set(constraints.brace_tokens(tokenizer))
+    for text in ("{", " {", "({", "}", "})"):
+        assert token_id(tokenizer, text) in braces
+    for text in (" order", "_", " id", "."):
+        assert token_id(tokenizer, text) not in braces
+    assert all(set("{}") & set(tokenizer.decode([i])) for i in braces)
 
 
 def test_ban_all_bans_every_step_ban_first_only_the_first(tokenizer):
-    opening = constraints.opening_tokens(tokenizer)
+    opening = constraints.brace_tokens(tokenizer)
     everywhere, first = PlaceholderBan(tokenizer, BAN_ALL), PlaceholderBan(tokenizer, BAN_FIRST)
     assert everywhere.banned([]) == opening and everywhere.banned([1, 2, 3]) == opening
     assert first.banned([]) == opening and first.banned([1]) == []
@@ -95,14 +95,14 @@ def test_engine_applies_a_rows_ban_and_leaves_other_rows_alone(loaded):
     banned_row = Row(DecodeRequest([1, 2], 5, ban=engine.placeholder_ban(BAN_ALL)))
     free_row = Row(DecodeRequest([1, 2], 5))
     scores = engine.process(torch.zeros(2, vocab), None, [banned_row, free_row])
-    opening = constraints.opening_tokens(loaded.tokenizer)
+    opening = constraints.brace_tokens(loaded.tokenizer)
     assert (scores[0, opening] == -float("inf")).all() and (scores[1] == 0).all()
     assert int((scores[0] == -float("inf")).sum()) == len(opening)
 
 
 def test_generate_processor_bans_openings_after_the_prompt_only(tokenizer):
     ban = BanPlaceholderOpenings(PlaceholderBan(tokenizer, BAN_FIRST), prompt_length=3)
-    opening = constraints.opening_tokens(tokenizer)
+    opening = constraints.brace_tokens(tokenizer)
     at_first = ban(torch.tensor([[5, 6, 7]]), torch.zeros(1, len(tokenizer)))
     assert (at_first[0, opening] == -float("inf")).all()
     later = ban(torch.tensor([[5, 6, 7, 8]]), torch.zeros(1, len(tokenizer)))
@@ -180,6 +180,14 @@ def test_reply_is_continued_from_before_the_unfillable_placeholder():
     done = constraints.continue_without(decoder, "PROMPT", first, {"order_id": "1"}, retries=2, max_new_tokens=50)
     assert done.text == "Invoice for order {order_id}: is ready to download."
     assert decoder.calls == [dict(prompt="PROMPT Invoice for order {order_id}:", max_new_tokens=46, ban=BAN_FIRST)]
+
+
+def test_a_doubled_brace_is_cut_whole():
+    decoder = ScriptedDecoder(" I understand you want to cancel order {order_id}.<|end|>")
+    first = first_completion(" {{Salutation}} I understand.<|end|>")
+    done = constraints.continue_without(decoder, "P", first, {"order_id": "1"}, retries=2, max_new_tokens=50)
+    assert done.text == "I understand you want to cancel order {order_id}."
+    assert decoder.calls[0]["prompt"] == "P"
 
 
 def test_continuing_stops_after_the_retries_and_when_no_room_or_time_is_left():

@@ -37,6 +37,12 @@ CASES = [
     ("I can help I can help I can help I can help with that.", guard.REPETITION),
     ("Thanks thanks thanks for waiting.", guard.REPETITION),
     ("Your order is ready. Your order is ready.", guard.REPETITION),
+    ("Your orderorder_id} is on its way.", guard.PLACEHOLDER_RESIDUE),  # a model kept from writing "{"
+    ("Your order {order_id} is on its way.", guard.PLACEHOLDER_RESIDUE),  # never filled
+    ("Please quote your invoice_number when you call.", guard.PLACEHOLDER_RESIDUE),
+    ("Open the account settings and choose Billing.", None),
+    ("Write to jane_doe@example.com", guard.UNKNOWN_EMAIL),  # an email's underscore is no residue
+    ("Set the field first_name to your name.", None),  # a snake_case word that names no placeholder
     ("the the a the a the a the a the a the a the", guard.REPETITION),
     ("I have checked and your order is on its way to you now.", None),
     ("Your order 12345 is on its way.", None),
