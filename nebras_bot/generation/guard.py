@@ -9,9 +9,10 @@
 - ``profanity``;
 - ``repetition``: a repeated sentence, a word three times in a row, a 4-word sequence more than
   ``max_repeated_ngram`` times, or very few distinct words in a long reply;
-- ``placeholder_residue``: what is left of a placeholder after filling: a brace, or a placeholder
-  name written as a word (``order_id``, ``invoice_number``), e.g. "Your orderorder_id} is ..." from
-  a model kept from opening a placeholder (``nebras_bot.generation.constraints``);
+- ``placeholder_residue``: what is left of a placeholder after filling: a brace, or a snake_case
+  word the conversation does not contain (``order_id``, ``orderorder_idid``), e.g. "Your
+  orderorder_id} is ..." from a model kept from opening a placeholder
+  (``nebras_bot.generation.constraints``);
 - facts that appear nowhere in ``allowed_texts`` (the conversation, the slot and entity values and
   the templated reply): ``unknown_url``, ``unknown_email``, ``unknown_id`` (ticket, order and invoice
   ids), ``unknown_price``, ``unknown_phone``, ``unknown_number``. A model must never invent an
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, Optional
 
-from nebras_bot.entities import PLACEHOLDER_NAMES, slot_for_name
 from nebras_bot.generation.prompt import contains_role_marker
 
 EMPTY = "empty"
@@ -275,19 +275,21 @@ def check(
     repeated = _repetition(text, max_repeated_ngram)
     if repeated:
         return repeated
-    residue = _placeholder_residue(text)
+    allowed = _Allowed.build(allowed_texts)
+    residue = _placeholder_residue(text, allowed)
     if residue:
         return f"{PLACEHOLDER_RESIDUE}: {residue}"
-    return _unknown_fact(text, _Allowed.build(allowed_texts))
+    return _unknown_fact(text, allowed)
 
 
-def _placeholder_residue(text: str) -> Optional[str]:
-    """A brace, or a word that names a placeholder (``order_id``), left in a filled reply."""
+def _placeholder_residue(text: str, allowed: "_Allowed") -> Optional[str]:
+    """A brace, or a snake_case word (``order_id``, ``orderorder_idid``) that the conversation does
+    not contain, left in a filled reply: a support reply has no identifiers of its own."""
     brace = _BRACE.search(text)
     if brace:
         return brace.group(0)
     for match in _SNAKE_WORD.finditer(text):
-        if slot_for_name(match.group(0)) is not None or match.group(0).lower() in PLACEHOLDER_NAMES:
+        if match.group(0).lower() not in allowed.text:
             return match.group(0)
     return None
 

@@ -2,7 +2,7 @@
 
 The tiny model is first trained (a few seconds) to answer every fixture prompt with
 ``Your order {order_id} is on its way.``: rows with an order id then get a generated, filled reply,
-rows without one fall back to the template (``missing_placeholder``) — both paths are measured.
+rows without one fall back to the template (steering keeps the brace out, the guard refuses the rest: ``placeholder_residue``) — both paths are measured.
 """
 from __future__ import annotations
 
@@ -118,13 +118,14 @@ def test_generated_and_fallback_rows_follow_the_serving_path(evaluated):
     assert by_intent["track_order"]["prediction"] == "Your order 98765 is on its way."
     assert by_intent["track_order"]["fallback"] is False
     assert by_intent["cancel_order"]["prediction"] == "Your order 4444 is on its way."
-    # No order id: {order_id} cannot be filled -> the domain template (or the last-resort text).
+    # No order id: decoding may not open "{order_id}" (placeholder steering), the tiny model writes
+    # what is left of it ("orderorder_idid"), the guard refuses that -> the domain template.
     assert by_intent["recover_password"]["fallback"] is True
     assert by_intent["recover_password"]["prediction"] == "Use the 'Forgot password' link on the sign-in page."
-    assert by_intent["recover_password"]["reason"].startswith("missing_placeholder")
+    assert by_intent["recover_password"]["reason"].startswith("placeholder_residue")
     assert by_intent["check_payment_methods"]["fallback"] is True
     assert metrics["fallback_rate"] == 0.5
-    assert metrics["fallback_reasons"] == {"missing_placeholder": 2}
+    assert metrics["fallback_reasons"] == {"placeholder_residue": 2}
     # How much of its prompt's template each generated reply carries (fallbacks are their template).
     generated = [p for p in predictions if not p["fallback"]]
     assert all(p["prompt_template"] for p in generated)

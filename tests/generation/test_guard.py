@@ -42,7 +42,8 @@ CASES = [
     ("Please quote your invoice_number when you call.", guard.PLACEHOLDER_RESIDUE),
     ("Open the account settings and choose Billing.", None),
     ("Write to jane_doe@example.com", guard.UNKNOWN_EMAIL),  # an email's underscore is no residue
-    ("Set the field first_name to your name.", None),  # a snake_case word that names no placeholder
+    ("Your orderorder_idid is on its way.", guard.PLACEHOLDER_RESIDUE),
+    ("Set the field first_name to your name.", guard.PLACEHOLDER_RESIDUE),  # not in the conversation
     ("the the a the a the a the a the a the a the", guard.REPETITION),
     ("I have checked and your order is on its way to you now.", None),
     ("Your order 12345 is on its way.", None),
@@ -88,6 +89,8 @@ def test_guard_rules(reply, expected):
 def test_reason_names_the_offending_value():
     assert check("We found 98765 parcels.", allowed_texts=CONVERSATION) == "unknown_number: 98765"
     assert check("Your order 98765 is late.", allowed_texts=CONVERSATION) == "unknown_id: order 98765"
+    # a snake_case word the customer wrote may be quoted back
+    assert check("Your field first_name is set.", allowed_texts=["my first_name is wrong"]) is None
     assert check("Mail x@y.org", allowed_texts=[]) == "unknown_email: x@y.org"
 
 
