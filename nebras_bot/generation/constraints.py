@@ -78,7 +78,7 @@ def ban_for(values: Mapping[str, Any]) -> Optional[str]:
 def first_unfillable(text: str, values: Mapping[str, Any]) -> Optional[str]:
     """The first placeholder of ``text`` (as written, ``{invoice_id}``) that has no value, or None."""
     for match in placeholders.PLACEHOLDER.finditer(text):
-        if placeholders.value_for(match.group(1), values) is None:
+        if placeholders.value_for(placeholders.name_of(match), values) is None:
             return match.group(0)
     return None
 

@@ -64,7 +64,7 @@ _MARKER_FRAGMENT = re.compile(
     re.IGNORECASE,
 )
 _BRACE = re.compile(r"[{}]")
-_SNAKE_WORD = re.compile(r"(?<![\w@.-])[A-Za-z]+(?:_[A-Za-z]+)+(?![\w@-])")
+_SNAKE_WORD = re.compile(r"(?<![\w@.-])[A-Za-z]+(?:\\?_[A-Za-z]+)+(?![\w@-])")  # order_id, order\_id
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[\w']+")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")

@@ -18,13 +18,19 @@ from typing import Any, Iterable, Mapping, Optional
 
 from nebras_bot.entities import slot_for_name
 
-# ``{order_id}``, ``{ order_id }``; not ``{{order_id}}`` halves, not JSON-ish ``{"a": 1}``.
-PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]{0,40})\s*\}")
+# ``{order_id}``, ``{ order_id }``, and ``{order\_id}`` with a Markdown-escaped underscore (the
+# trained models write it: docs/generation.md); not JSON-ish ``{"a": 1}``.
+PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_](?:\\?[A-Za-z0-9_]){0,40})\s*\}")
+
+
+def name_of(match: "re.Match[str]") -> str:
+    """The placeholder name of a :data:`PLACEHOLDER` match, escapes removed (``order\_id`` -> ``order_id``)."""
+    return match.group(1).replace("\\", "")
 
 
 def placeholders_in(text: str) -> list[str]:
     """Placeholder names in order of appearance (duplicates kept)."""
-    return [match.group(1) for match in PLACEHOLDER.finditer(text)]
+    return [name_of(match) for match in PLACEHOLDER.finditer(text)]
 
 
 def _value_text(value: Any) -> Optional[str]:
@@ -62,7 +68,7 @@ def fill(text: str, values: Mapping[str, Any]) -> Optional[str]:
     """
     if missing(text, values):
         return None
-    return PLACEHOLDER.sub(lambda match: value_for(match.group(1), values) or "", text)
+    return PLACEHOLDER.sub(lambda match: value_for(name_of(match), values) or "", text)
 
 
 def merge_values(*sources: Optional[Mapping[str, Any]]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ def test_everything_is_banned_only_when_nothing_could_be_filled(values, ban):
         ("Order {order_number} is late.", {"order_id": "1"}, None),  # another name of the slot
         ("Hi {person_name}, invoice { invoice_id }.", {"person_name": "Jo"}, "{ invoice_id }"),
         ("No placeholder here.", {}, None),
+        ("Your {account\\_type} plan, order {order\\_id}.", {"account_type": "Pro"}, "{order\\_id}"),
     ],
 )
 def test_first_unfillable_placeholder(text, values, hole):

@@ -43,6 +43,7 @@ CASES = [
     ("Open the account settings and choose Billing.", None),
     ("Write to jane_doe@example.com", guard.UNKNOWN_EMAIL),  # an email's underscore is no residue
     ("Your orderorder_idid is on its way.", guard.PLACEHOLDER_RESIDUE),
+    ("Quote your order\\_number, please.", guard.PLACEHOLDER_RESIDUE),
     ("Set the field first_name to your name.", guard.PLACEHOLDER_RESIDUE),  # not in the conversation
     ("the the a the a the a the a the a the a the", guard.REPETITION),
     ("I have checked and your order is on its way to you now.", None),

@@ -29,6 +29,10 @@ CASES = [
     ("Order {order_number}.", {}, None),
     ("Your {account_name} account.", {"account_type": "pro"}, None),  # no slot's name: needs its own value
     ("We ship to {delivery_city}.", {"delivery_country": "Canada"}, None),  # a different slot
+    # a Markdown-escaped underscore (the trained models write "{order\\_number}") is the same name
+    ("Order {order\\_number} shipped.", {"order_id": "48213"}, "Order 48213 shipped."),
+    ("Your {account\\_type} plan.", {"account_type": "Pro"}, "Your Pro plan."),
+    ("Your {account\\_type} plan.", {}, None),
 ]
 
 
