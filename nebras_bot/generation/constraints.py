@@ -38,18 +38,18 @@ BANS = (BAN_ALL, BAN_FIRST)
 # A continuation shorter than this many new tokens is not worth a decoding pass.
 MIN_CONTINUATION_TOKENS = 8
 
-_OPENING: Dict[int, List[int]] = {}
-_OPENING_LOCK = threading.Lock()
+_BRACE_TOKENS: Dict[int, List[int]] = {}
+_BRACE_LOCK = threading.Lock()
 
 
 def brace_tokens(tokenizer: Any) -> List[int]:
     """Ids of the tokens whose text contains ``{`` or ``}`` (byte-level BPE and SentencePiece keep
     braces literal). ``}`` is banned with ``{``: kept from opening a placeholder, a model may still
     write the rest of it ("order_id}"), and a reply has no use for a brace."""
-    with _OPENING_LOCK:
-        ids = _OPENING.get(id(tokenizer))
+    with _BRACE_LOCK:
+        ids = _BRACE_TOKENS.get(id(tokenizer))
         if ids is None:
-            ids = _OPENING[id(tokenizer)] = sorted(
+            ids = _BRACE_TOKENS[id(tokenizer)] = sorted(
                 i for token, i in tokenizer.get_vocab().items() if OPEN in token or CLOSE in token
             )
         return ids
@@ -77,10 +77,8 @@ def ban_for(values: Mapping[str, Any]) -> Optional[str]:
 
 def first_unfillable(text: str, values: Mapping[str, Any]) -> Optional[str]:
     """The first placeholder of ``text`` (as written, ``{invoice_id}``) that has no value, or None."""
-    for match in placeholders.PLACEHOLDER.finditer(text):
-        if placeholders.value_for(placeholders.name_of(match), values) is None:
-            return match.group(0)
-    return None
+    match = next(iter(placeholders.unfilled(text, values)), None)
+    return match.group(0) if match else None
 
 
 def continue_without(

@@ -54,9 +54,14 @@ def value_for(name: str, values: Mapping[str, Any]) -> Optional[str]:
     return text
 
 
+def unfilled(text: str, values: Mapping[str, Any]) -> Iterable["re.Match[str]"]:
+    """The :data:`PLACEHOLDER` matches of ``text`` without a usable value, in order."""
+    return (match for match in PLACEHOLDER.finditer(text) if value_for(name_of(match), values) is None)
+
+
 def missing(text: str, values: Mapping[str, Any]) -> list[str]:
     """Names of placeholders in ``text`` without a usable value."""
-    return [name for name in placeholders_in(text) if value_for(name, values) is None]
+    return [name_of(match) for match in unfilled(text, values)]
 
 
 def fill(text: str, values: Mapping[str, Any]) -> Optional[str]:
