@@ -12,7 +12,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-HEADLINE = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "entity_recall")
+HEADLINE = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "length_ratio", "entity_recall")
 # Per-reply fallback log lines of the generator would bury the progress bar; metrics.json counts them.
 QUIET_LOGGERS = ("nebras_bot.generation.generator",)
 TIMEOUT_REASON = "timeout"

@@ -1,4 +1,4 @@
-"""Text metrics for generated replies: BLEU, chrF, ROUGE, distinct-n, entity recall, latency.
+"""Text metrics for generated replies: BLEU, chrF, ROUGE, length ratio, distinct-n, entity recall.
 
 BLEU and chrF are sacrebleu's corpus scores (BLEU with its default ``13a`` tokenisation); ROUGE is
 Google's ``rouge-score`` F1 with the Porter stemmer, averaged over rows and scaled by 100 — the same
@@ -36,6 +36,19 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     import sacrebleu
 
     return float(sacrebleu.corpus_bleu(list(predictions), [list(references)], tokenize="13a").score)
+
+
+def length_ratio(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """BLEU's length ratio: words of all predictions / words of all references (sacrebleu's ``13a``
+    tokens). Below 1 corpus BLEU is multiplied by its brevity penalty ``exp(1 - 1/ratio)``, so
+    replies shorter than the references lose BLEU even when every word is right."""
+    _check_lengths(predictions, references)
+    if not predictions:
+        return 0.0
+    import sacrebleu
+
+    score = sacrebleu.corpus_bleu(list(predictions), [list(references)], tokenize="13a")
+    return float(score.sys_len) / float(score.ref_len) if score.ref_len else 0.0
 
 
 def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -129,6 +142,7 @@ def text_metrics(
     metrics: Dict[str, Optional[float]] = {
         "bleu": bleu(predictions, references),
         "chrf": chrf(predictions, references),
+        "length_ratio": length_ratio(predictions, references),
     }
     metrics.update(rouge(predictions, references))
     metrics["distinct_1"] = distinct_n(predictions, 1)

@@ -40,6 +40,17 @@ def test_bleu_brevity_penalty_by_hand():
     assert value == pytest.approx(100 * math.exp(1 - 6 / 4), abs=1e-6)
 
 
+def test_length_ratio_counts_13a_tokens_over_all_rows():
+    # 4 + 4 prediction tokens ("PayPal." is two 13a tokens) over 6 + 5 reference tokens.
+    value = tm.length_ratio(["the cat sat on", "We accept PayPal."], ["the cat sat on the mat", "We accept cards too."])
+    assert value == pytest.approx((4 + 4) / (6 + 5))
+    # the ratio is what sets BLEU's brevity penalty
+    assert tm.bleu(["the cat sat on"], ["the cat sat on the mat"]) == pytest.approx(
+        100 * math.exp(1 - 1 / tm.length_ratio(["the cat sat on"], ["the cat sat on the mat"])))
+    assert tm.length_ratio([], []) == 0.0
+    assert "length_ratio" in tm.text_metrics(["a b"], ["a b c d"], [None])
+
+
 def test_chrf_matches_sacrebleu_and_orders_sensibly():
     import sacrebleu
 
