@@ -68,6 +68,24 @@ def test_model_prompt_block_and_exemplars_reach_the_prompt_settings():
     assert settings.from_model["max_new_tokens"] == 40
 
 
+@pytest.mark.parametrize("recipe", ["default", "quick"])
+def test_shipped_recipes_decode_their_models_without_repetition_controls(monkeypatch, recipe):
+    """The generic defaults keep repetition controls on (any base model), but the models of the
+    shipped recipes decode without them: the recipe's generation block goes through nebras.json
+    (docs/training.md, "Eighth session"); the environment can still turn them back on."""
+    from nebras_bot.training.recipe import load_recipe
+
+    for name in ("NEBRAS_GEN_REPETITION_PENALTY", "NEBRAS_GEN_NO_REPEAT_NGRAM_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    metadata = {"version": "v", "generation": load_recipe(recipe).generation}
+    generic = GenerationSettings()
+    assert generic.repetition_penalty > 1.0 and generic.no_repeat_ngram_size > 0
+    trained = generic.with_model_settings(metadata, "m/nebras.json")
+    assert (trained.repetition_penalty, trained.no_repeat_ngram_size) == (1.0, 0)
+    monkeypatch.setenv("NEBRAS_GEN_REPETITION_PENALTY", "1.15")
+    assert GenerationSettings().with_model_settings(metadata, "m/nebras.json").repetition_penalty == 1.15
+
+
 def test_exemplars_of_a_model_trained_without_retrieval_are_not_taken():
     assert "exemplars" not in model_settings({"retrieval": False, "exemplars": 0})
 
