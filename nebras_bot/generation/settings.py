@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional
 
 from pydantic import BaseSettings, Field, PrivateAttr, ValidationError, validator
 
+from nebras_bot.generation.guard import DEFAULT_MAX_REPEATED_NGRAM
 from nebras_bot.generation.prompt import PromptSettings
 
 DEFAULT_MODEL = "models/nlg/current"
@@ -109,7 +110,7 @@ class GenerationSettings(BaseSettings):
     )
     min_chars: int = Field(2, ge=1)
     max_chars: int = Field(600, ge=10)
-    max_repeated_ngram: int = Field(2, ge=1, description="a 4-word sequence may appear at most this often")
+    max_repeated_ngram: int = Field(DEFAULT_MAX_REPEATED_NGRAM, ge=1, description="a 4-word sequence may appear at most this often")
     topic_top: int = Field(3, ge=0, description="off_topic unless the recognised intent is among the reply's this many closest intents (nebras_bot.generation.topic; 0: off)")
 
     # the values with_model_settings took from the model's nebras.json (not a setting)

@@ -34,7 +34,7 @@ CASES = [
     ("That is a fucking delay, sorry.", guard.PROFANITY),
     ("Please don't be stupid about it.", guard.PROFANITY),
     ("I understand the class of your account.", None),  # 'ass' inside a word is not profanity
-    ("I can help I can help I can help I can help with that.", guard.REPETITION),
+    ("I can help I can help I can help I can help I can help with that.", guard.REPETITION),
     ("Thanks thanks thanks for waiting.", guard.REPETITION),
     ("Your order is ready. Your order is ready.", guard.REPETITION),
     ("Your orderorder_id} is on its way.", guard.PLACEHOLDER_RESIDUE),  # a model kept from writing "{"
@@ -106,6 +106,19 @@ def test_limits_are_configurable():
     assert check("A fine reply.", allowed_texts=[], max_chars=5).startswith(guard.TOO_LONG)
     text = "we will look into it and we will look into it"
     assert check(text, allowed_texts=[], max_repeated_ngram=1).startswith(guard.REPETITION)
+
+
+def test_a_phrase_three_times_in_a_long_reply_is_fine_four_times_is_repetition():
+    """Bitext replies repeat a phrase three times in 3.6 % of the training rows; the default lets
+    them through and still refuses a fourth."""
+    parts = [
+        "I understand your concern about the early termination charges on your plan.",
+        "To review the early termination charges, log in and open the Billing section.",
+        "Our team can explain how the early termination charges were calculated.",
+        "If the early termination charges look wrong, reply here and we will check them.",
+    ]
+    assert check(" ".join(parts[:3]), allowed_texts=[]) is None
+    assert check(" ".join(parts), allowed_texts=[]) == f"{guard.REPETITION}: 'the early termination charges'"
 
 
 def test_slot_values_count_as_allowed_text():
