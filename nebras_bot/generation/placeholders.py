@@ -24,7 +24,7 @@ PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_](?:\\?[A-Za-z0-9_]){0,40})\s*\}")
 
 
 def name_of(match: "re.Match[str]") -> str:
-    """The placeholder name of a :data:`PLACEHOLDER` match, escapes removed (``order\_id`` -> ``order_id``)."""
+    r"""The placeholder name of a :data:`PLACEHOLDER` match, escapes removed (``order\_id`` -> ``order_id``)."""
     return match.group(1).replace("\\", "")
 
 
