@@ -28,27 +28,34 @@ def _check_lengths(predictions: Sequence[str], references: Sequence[str]) -> Non
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
 
 
-def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """sacrebleu corpus BLEU (tokenize='13a', one reference per row), 0-100."""
+def _corpus_bleu(predictions: Sequence[str], references: Sequence[str]):
+    """sacrebleu's corpus BLEU result (tokenize='13a', one reference per row); None for no rows."""
     _check_lengths(predictions, references)
     if not predictions:
-        return 0.0
+        return None
     import sacrebleu
 
-    return float(sacrebleu.corpus_bleu(list(predictions), [list(references)], tokenize="13a").score)
+    return sacrebleu.corpus_bleu(list(predictions), [list(references)], tokenize="13a")
+
+
+def _bleu_and_length_ratio(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, float]:
+    """Corpus BLEU (0-100) and its length ratio, from one sacrebleu pass (0.0, 0.0 for no rows)."""
+    score = _corpus_bleu(predictions, references)
+    if score is None:
+        return 0.0, 0.0
+    return float(score.score), (float(score.sys_len) / float(score.ref_len) if score.ref_len else 0.0)
+
+
+def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """sacrebleu corpus BLEU (tokenize='13a', one reference per row), 0-100."""
+    return _bleu_and_length_ratio(predictions, references)[0]
 
 
 def length_ratio(predictions: Sequence[str], references: Sequence[str]) -> float:
     """BLEU's length ratio: words of all predictions / words of all references (sacrebleu's ``13a``
     tokens). Below 1 corpus BLEU is multiplied by its brevity penalty ``exp(1 - 1/ratio)``, so
     replies shorter than the references lose BLEU even when every word is right."""
-    _check_lengths(predictions, references)
-    if not predictions:
-        return 0.0
-    import sacrebleu
-
-    score = sacrebleu.corpus_bleu(list(predictions), [list(references)], tokenize="13a")
-    return float(score.sys_len) / float(score.ref_len) if score.ref_len else 0.0
+    return _bleu_and_length_ratio(predictions, references)[1]
 
 
 def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -139,10 +146,11 @@ def text_metrics(
     predictions: Sequence[str], references: Sequence[str], entity_values: Sequence[Optional[str]]
 ) -> Dict[str, Optional[float]]:
     """The text metrics shared by the model and the baselines."""
+    bleu_score, ratio = _bleu_and_length_ratio(predictions, references)  # one corpus BLEU pass for both
     metrics: Dict[str, Optional[float]] = {
-        "bleu": bleu(predictions, references),
+        "bleu": bleu_score,
         "chrf": chrf(predictions, references),
-        "length_ratio": length_ratio(predictions, references),
+        "length_ratio": ratio,
     }
     metrics.update(rouge(predictions, references))
     metrics["distinct_1"] = distinct_n(predictions, 1)

@@ -52,8 +52,8 @@ PLACEHOLDER_RESIDUE = "placeholder_residue"
 DEFAULT_MIN_CHARS = 3
 DEFAULT_MAX_CHARS = 600
 # A 4-word sequence may appear this often. Three, not two: the Bitext replies the model learns from
-# repeat a phrase three times in 3.6 % of the training rows ("the early termination charges") and
-# more than three in 0.7 %; a loop repeats one far more often (docs/generation.md, guard table).
+# repeat a phrase three times or more in 3.6 % of the training rows ("the early termination
+# charges") and more than three times in 0.7 %; a loop repeats one far more often (docs/generation.md).
 DEFAULT_MAX_REPEATED_NGRAM = 3
 NGRAM = 4
 LOW_DIVERSITY_MIN_WORDS = 12

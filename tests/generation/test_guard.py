@@ -109,8 +109,8 @@ def test_limits_are_configurable():
 
 
 def test_a_phrase_three_times_in_a_long_reply_is_fine_four_times_is_repetition():
-    """Bitext replies repeat a phrase three times in 3.6 % of the training rows; the default lets
-    them through and still refuses a fourth."""
+    """Bitext replies repeat a phrase three times or more in 3.6 % of the training rows; the default
+    lets three through and still refuses a fourth."""
     parts = [
         "I understand your concern about the early termination charges on your plan.",
         "To review the early termination charges, log in and open the Billing section.",
