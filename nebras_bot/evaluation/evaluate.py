@@ -223,9 +223,11 @@ def run_evaluation(
                     result = generator.reply(context, template, dict(entities))
                     text, generated, reason = result.text, bool(result.generated), result.reason
                     latency = getattr(result, "latency_ms", None)
+                    rejected = None if generated else getattr(result, "raw", None)
                 except Exception as error:  # an error on one row is a fallback, not a lost run
                     logger.exception("generation failed for %r", row.instruction)
                     text, generated, reason, latency = template or LAST_RESORT_TEXT, False, f"error: {type(error).__name__}", None
+                    rejected = None
                 latency = float(latency) if latency is not None else (time.perf_counter() - tick) * 1000.0
                 fallback = not generated
                 if fallback:
@@ -235,7 +237,7 @@ def run_evaluation(
                 records.append({
                     "instruction": row.instruction, "intent": row.intent, "reference": row.reference,
                     "prediction": text, "fallback": fallback, "latency_ms": round(latency, 3),
-                    "reason": reason, "entity_type": row.entity_type, "entity_value": row.entity_value,
+                    "reason": reason, "rejected": rejected, "entity_type": row.entity_type, "entity_value": row.entity_value,
                     "predicted_intent": intent, "nlu_confidence": confidence, "entities": entities,
                     "prompt_template": prompt_template,
                 })

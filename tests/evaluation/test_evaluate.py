@@ -20,7 +20,7 @@ from nebras_bot.evaluation.settings import METRICS_FILE, PREDICTIONS_FILE
 from .conftest import DATA_ROWS, DOMAIN_YAML, TRAIN_ROWS, write_csv
 
 MEMORISED = " Your order {order_id} is on its way.<|end|>"
-PREDICTION_FIELDS = {"instruction", "intent", "reference", "prediction", "fallback", "latency_ms"}
+PREDICTION_FIELDS = {"instruction", "intent", "reference", "prediction", "fallback", "latency_ms", "reason", "rejected"}
 METRIC_FIELDS = {"n", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "perplexity", "bits_per_byte", "distinct_1",
                  "distinct_2", "entity_recall", "fallback_rate", "latency_ms_p50", "latency_ms_p95", "baselines"}
 TEXT_FIELDS = {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "distinct_1", "distinct_2", "entity_recall"}
@@ -123,6 +123,10 @@ def test_generated_and_fallback_rows_follow_the_serving_path(evaluated):
     assert by_intent["recover_password"]["fallback"] is True
     assert by_intent["recover_password"]["prediction"] == "Use the 'Forgot password' link on the sign-in page."
     assert by_intent["recover_password"]["reason"].startswith("placeholder_residue")
+    # What the model wrote before the guard refused it is kept for analysis, never sent:
+    assert "orderorder_idid" in by_intent["recover_password"]["rejected"]
+    assert by_intent["recover_password"]["rejected"] != by_intent["recover_password"]["prediction"]
+    assert by_intent["track_order"]["rejected"] is None
     assert by_intent["check_payment_methods"]["fallback"] is True
     assert metrics["fallback_rate"] == 0.5
     assert metrics["fallback_reasons"] == {"placeholder_residue": 2}
