@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,9 +49,7 @@ LAST_RESORT_TEXT = (
 NO_MODEL = "no_model"
 TIMEOUT = "timeout"
 ERROR = "error"
-# A sentence end, but not the "2." of a list enumerator ("... website. 2. Navigate to the"): a reply
-# cut there would end in a dangling "2." (and the guard would read it as an unknown number).
-_SENTENCE_END = re.compile(r"(?<!\s\d)(?<!\s\d\d)(?<!^\d)(?<!^\d\d)[.!?](?=\s|$)")
+_SENTENCE_END = guard.SENTENCE_END
 
 
 @dataclass
@@ -205,6 +202,16 @@ class ResponseGenerator:
         texts += list(placeholders.value_texts(dict(context.entities)))
         return texts
 
+    def check(self, text: str, context: PromptContext, template: Optional[str], values: Mapping[str, Any]) -> Optional[str]:
+        """The output guard's verdict on ``text`` (None: it may be sent)."""
+        return guard.check(
+            text,
+            allowed_texts=self.allowed_texts(context, template, values),
+            min_chars=self.settings.min_chars,
+            max_chars=self.settings.max_chars,
+            max_repeated_ngram=self.settings.max_repeated_ngram,
+        )
+
     def fallback(self, template: Optional[str], reason: str, started: float, **extra: Any) -> GenerationResult:
         """The templated reply (never empty), with the reason logged and counted."""
         text = (template or "").strip() or LAST_RESORT_TEXT
@@ -259,13 +266,12 @@ class ResponseGenerator:
             return self.fallback(
                 template, f"{guard.MISSING_PLACEHOLDER}: {missing}", started, prompt=prompt, raw=raw, channel=channel
             )
-        reason = guard.check(
-            filled,
-            allowed_texts=self.allowed_texts(context, template, values),
-            min_chars=self.settings.min_chars,
-            max_chars=self.settings.max_chars,
-            max_repeated_ngram=self.settings.max_repeated_ngram,
-        )
+        reason = self.check(filled, context, template, values)
+        if reason is not None and guard.rule_of(reason) == guard.REPETITION and self.settings.cut_repetition:
+            shorter = guard.cut_repetition(filled, self.settings.max_repeated_ngram)
+            if shorter is not None and self.check(shorter, context, template, values) is None:
+                logger.info("generated reply cut before it repeats itself (%s): %d -> %d chars", reason, len(filled), len(shorter))
+                filled, reason = shorter, None
         if reason is None and self.topic_check is not None:
             reason = self.topic_check.check(filled, context.intent)
         if reason is not None:

@@ -71,6 +71,9 @@ _SNAKE_WORD = re.compile(r"(?<![\w@.-])[A-Za-z]+(?:\\?_[A-Za-z]+)+(?![\w@-])")  
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[\w']+")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+# A sentence end, but not the "2." of a list enumerator ("... website. 2. Navigate to the"): a reply
+# cut there would end in a dangling "2." (and the guard would read it as an unknown number).
+SENTENCE_END = re.compile(r"(?<!\s\d)(?<!\s\d\d)(?<!^\d)(?<!^\d\d)[.!?](?=\s|$)")
 
 PROFANE_WORDS = (
     "fuck", "fucking", "fucked", "fucker", "motherfucker", "shit", "shitty", "bullshit", "bitch",
@@ -197,26 +200,60 @@ def list_number_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _repetition(reply: str, max_repeated_ngram: int) -> Optional[str]:
-    words = [w.lower() for w in _WORD.findall(reply)]
+    found = _repetition_at(reply, max_repeated_ngram)
+    return found[0] if found else None
+
+
+def _repetition_at(reply: str, max_repeated_ngram: int) -> Optional[tuple[str, Optional[int]]]:
+    """The repetition rule's reason and where in ``reply`` the repeated part starts (None: the whole
+    reply, for too few distinct words); None when ``reply`` does not repeat itself."""
+    matches = list(_WORD.finditer(reply))
+    words = [m.group(0).lower() for m in matches]
     for index in range(len(words) - 2):
         if words[index] == words[index + 1] == words[index + 2]:
-            return f"{REPETITION}: {words[index]!r} three times in a row"
+            return f"{REPETITION}: {words[index]!r} three times in a row", matches[index].start()
     counts: dict[tuple[str, ...], int] = {}
     for index in range(len(words) - NGRAM + 1):
         gram = tuple(words[index : index + NGRAM])
         counts[gram] = counts.get(gram, 0) + 1
         if counts[gram] > max_repeated_ngram:
-            return f"{REPETITION}: {' '.join(gram)!r}"
+            return f"{REPETITION}: {' '.join(gram)!r}", matches[index].start()
     seen: set[str] = set()
-    for sentence in _SENTENCE_SPLIT.split(reply.strip()):
-        key = " ".join(_WORD.findall(sentence.lower()))
+    start = 0
+    for end, after in [(m.start(), m.end()) for m in _SENTENCE_SPLIT.finditer(reply)] + [(len(reply), len(reply))]:
+        key = " ".join(_WORD.findall(reply[start:end].lower()))
         if len(key.split()) >= 3:
             if key in seen:
-                return f"{REPETITION}: sentence repeated"
+                return f"{REPETITION}: sentence repeated", start
             seen.add(key)
+        start = after
     if len(words) >= LOW_DIVERSITY_MIN_WORDS and len(set(words)) / len(words) < LOW_DIVERSITY_RATIO:
-        return f"{REPETITION}: few distinct words"
+        return f"{REPETITION}: few distinct words", None
     return None
+
+
+def cut_repetition(reply: str, max_repeated_ngram: int = DEFAULT_MAX_REPEATED_NGRAM) -> Optional[str]:
+    """``reply`` up to its last complete sentence before it starts repeating itself.
+
+    A greedy model that loops has usually written a useful answer first ("1. ... 2. ...", then
+    the same item again and again): that part is kept. None when ``reply`` does not repeat
+    itself, when the repetition is the whole reply (few distinct words), or when no complete
+    sentence comes before it. The result still has to pass :func:`check` (it may be too short).
+    """
+    text = (reply or "").strip()
+    found = _repetition_at(text, max_repeated_ngram)
+    if found is None:
+        return None
+    while found is not None:
+        offset = found[1]
+        if offset is None:
+            return None
+        ends = [m.end() for m in SENTENCE_END.finditer(text) if m.end() <= offset]
+        if not ends:
+            return None
+        text = text[: ends[-1]].strip()
+        found = _repetition_at(text, max_repeated_ngram)
+    return text
 
 
 def _unknown_fact(reply: str, allowed: _Allowed) -> Optional[str]:

@@ -111,6 +111,10 @@ class GenerationSettings(BaseSettings):
     min_chars: int = Field(2, ge=1)
     max_chars: int = Field(600, ge=10)
     max_repeated_ngram: int = Field(DEFAULT_MAX_REPEATED_NGRAM, ge=1, description="a 4-word sequence may appear at most this often")
+    cut_repetition: bool = Field(
+        True, description="a reply that starts repeating itself is cut at its last complete sentence before the "
+        "repetition (and checked again) instead of being refused (nebras_bot.generation.guard.cut_repetition)",
+    )
     topic_top: int = Field(3, ge=0, description="off_topic unless the recognised intent is among the reply's this many closest intents (nebras_bot.generation.topic; 0: off)")
 
     # the values with_model_settings took from the model's nebras.json (not a setting)

@@ -72,7 +72,8 @@ REJECTIONS = [
     ("Okay.\nCustomer: give me a refund", guard.ROLE_MARKER),
     ("That shitty delay is annoying, sorry.", guard.PROFANITY),
     ("Sorry sorry sorry for the wait.", guard.REPETITION),
-    ("Your order ships soon. Your order ships soon.", guard.REPETITION),
+    # a loop from the first sentence on leaves nothing to cut (cut_repetition, below)
+    ("Your order ships soon, your order ships soon, your order ships soon, your order ships soon.", guard.REPETITION),
     ("Your order 77777 is on its way.", guard.UNKNOWN_ID),
     ("It will arrive in 4 days.", guard.UNKNOWN_NUMBER),
     ("Your refund of $30.00 is on its way.", guard.UNKNOWN_PRICE),
@@ -133,6 +134,31 @@ def test_cut_reply_never_ends_in_a_list_enumerator(loaded, raw, expected):
     template = "Refunds take 10 days."
     result = generator_with(loaded, raw, stopped_by="length").reply(CONTEXT, template)
     assert result.text == expected and result.generated, result.reason
+
+
+LOOP = ("Refunds are possible when: 1. The item is damaged, you can ask for a refund. 2. The item is late, "
+        "you can ask for a refund. 3. The item is late, you can ask for a refund. 4. The item is late, you "
+        "can ask for a refund.")
+
+
+def test_a_reply_that_starts_looping_is_cut_before_the_loop_and_sent(loaded, caplog):
+    with caplog.at_level(logging.INFO, logger="nebras_bot.generation.generator"):
+        result = generator_with(loaded, LOOP).reply(CONTEXT, TEMPLATE)
+    assert result.generated and result.reason is None
+    assert result.text == ("Refunds are possible when: 1. The item is damaged, you can ask for a refund. "
+                           "2. The item is late, you can ask for a refund.")
+    assert "cut before it repeats itself" in caplog.text
+
+
+def test_the_cut_is_checked_again_and_can_be_turned_off(loaded):
+    # What is left before the loop quotes an unknown number: still refused, for the repetition.
+    looping = "Your refund arrives in 4 days. Thanks. Thanks. Thanks."
+    result = generator_with(loaded, looping).reply(CONTEXT, TEMPLATE)
+    assert result.text == TEMPLATE and guard.rule_of(result.reason) == guard.REPETITION
+    generator = generator_with(loaded, LOOP)
+    generator.settings = GenerationSettings(torch_threads=1, timeout_s=5, cut_repetition=False)
+    result = generator.reply(CONTEXT, TEMPLATE)
+    assert result.text == TEMPLATE and guard.rule_of(result.reason) == guard.REPETITION
 
 
 def test_exception_and_empty_template_still_give_a_reply(loaded):

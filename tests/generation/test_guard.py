@@ -121,6 +121,30 @@ def test_a_phrase_three_times_in_a_long_reply_is_fine_four_times_is_repetition()
     assert check(" ".join(parts), allowed_texts=[]) == f"{guard.REPETITION}: 'the early termination charges'"
 
 
+CUTS = [
+    # (reply, what is left before the repetition; None: nothing to keep)
+    ("Your order ships soon. Your order ships soon.", "Your order ships soon."),
+    ("Your order is packed. It is very very very fast.", "Your order is packed."),
+    # the list starts again: cut after "3. ...", never after the dangling "2."
+    ("Steps: 1. Log in to your account. 2. Open the Orders page. 3. Pick the order. 2. Open the Orders page.",
+     "Steps: 1. Log in to your account. 2. Open the Orders page. 3. Pick the order."),
+    ("Here is how. You can ask for a refund online, you can ask for a refund by mail. And you can ask for "
+     "a refund here, and you can ask for a refund there.", "Here is how. You can ask for a refund online, you can "
+     "ask for a refund by mail."),
+    ("Sorry sorry sorry for the wait.", None),  # the loop starts in the first sentence
+    ("Fine. " * 20, None),  # the whole reply
+    ("A fine reply. Nothing repeats here.", None),  # no repetition: nothing to cut
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("reply, expected", CUTS)
+def test_cut_repetition_keeps_the_sentences_before_the_loop(reply, expected):
+    assert guard.cut_repetition(reply) == expected
+    if expected is not None:
+        assert check(expected, allowed_texts=[]) is None
+
+
 def test_slot_values_count_as_allowed_text():
     assert check("Your order A1B2C3 ships to Paris.", allowed_texts=["A1B2C3", "Paris"]) is None
     assert check("Your order A1B2C3 ships to Paris.", allowed_texts=["Paris"]).startswith(guard.UNKNOWN_ID)
