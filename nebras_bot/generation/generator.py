@@ -49,7 +49,6 @@ LAST_RESORT_TEXT = (
 NO_MODEL = "no_model"
 TIMEOUT = "timeout"
 ERROR = "error"
-_SENTENCE_END = guard.SENTENCE_END
 
 
 @dataclass
@@ -257,7 +256,7 @@ class ResponseGenerator:
             logger.exception("generation failed")
             metrics.ERRORS.labels(component="generation").inc()
             return self.fallback(template, f"{ERROR}: {type(error).__name__}", started, prompt=prompt, channel=channel)
-        if completion.stopped_by == STOP_TIME and not _SENTENCE_END.search(completion.text):
+        if completion.stopped_by == STOP_TIME and not guard.SENTENCE_END.search(completion.text):
             # the deadline came before the first complete sentence: nothing worth sending
             return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw, channel=channel)
         filled = placeholders.fill(raw, values)
@@ -322,6 +321,5 @@ def _trim_unfinished(text: str, stopped_by: str) -> str:
     """A reply cut by the token limit or the deadline ends at its last complete sentence, when it has one."""
     if stopped_by not in (STOP_LENGTH, STOP_TIME):
         return text
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
-    return text[: ends[-1]].strip() if ends else text
+    return guard.complete_sentences(text) or text
 

@@ -248,12 +248,18 @@ def cut_repetition(reply: str, max_repeated_ngram: int = DEFAULT_MAX_REPEATED_NG
         offset = found[1]
         if offset is None:
             return None
-        ends = [m.end() for m in SENTENCE_END.finditer(text) if m.end() <= offset]
-        if not ends:
+        text = complete_sentences(text, offset)
+        if text is None:
             return None
-        text = text[: ends[-1]].strip()
         found = _repetition_at(text, max_repeated_ngram)
     return text
+
+
+def complete_sentences(text: str, until: Optional[int] = None) -> Optional[str]:
+    """``text`` up to its last :data:`SENTENCE_END` (at or before ``until``), stripped; None when
+    there is none."""
+    ends = [m.end() for m in SENTENCE_END.finditer(text) if until is None or m.end() <= until]
+    return text[: ends[-1]].strip() if ends else None
 
 
 def _unknown_fact(reply: str, allowed: _Allowed) -> Optional[str]:
