@@ -34,6 +34,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N rows")
     evaluate.add_argument("--domain", type=Path, help="Rasa domain file or directory (default: domain.yml / domain/)")
     evaluate.add_argument("--timeout", type=float, help="per-reply time limit in seconds (default: serving's)")
+    evaluate.add_argument("--prior-exchange", action="store_true",
+                          help="every row follows an exchange on another subject (another row's message and reply)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
     evaluate.set_defaults(func=handle_evaluate)
 
@@ -77,7 +79,7 @@ def handle_evaluate(args: argparse.Namespace) -> int:
     try:
         metrics = run_evaluation(model=args.model, data=args.data, train=args.train, out=args.out, nlu=args.nlu,
                                  limit=args.limit, domain=args.domain, show_progress=not args.no_progress,
-                                 timeout_s=args.timeout)
+                                 timeout_s=args.timeout, prior_exchange=args.prior_exchange)
     except (EvaluationInputError, ModelUnavailableError, FileNotFoundError, RuntimeError) as error:
         print(f"nebras evaluate: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,11 @@ with ``nlu``), the domain's ``utter_<intent>`` text is the template, and B's
 ``ResponseGenerator.reply`` builds the prompt (with retrieval when the model has an exemplar index),
 generates, fills placeholders and applies the guard, falling back to the template when needed.
 
+With ``prior_exchange`` (``--prior-exchange``) every row follows an earlier exchange on another
+subject instead: another row of the CSV with another intent (drawn with a fixed seed), its message
+and reference reply first in the history and its entity in the slots, as when a customer changes
+the subject mid-conversation. The scores then say whether replies answer the latest message.
+
 Outputs ``predictions.jsonl`` (one object per row) and ``metrics.json`` (returned as a dict); the
 fields are listed in ``docs/evaluation.md``.
 """
@@ -15,6 +20,7 @@ import csv
 import datetime as _dt
 import json
 import logging
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -138,6 +144,30 @@ def first_turn_context(instruction: str, intent: Optional[str], entities: Dict[s
                          slots=dict(entities), template=template)
 
 
+PRIOR_SEED = 13  # which rows come before which with --prior-exchange (fixed: runs are comparable)
+
+
+def prior_rows(rows: Sequence[EvalRow], seed: int = PRIOR_SEED) -> List[EvalRow]:
+    """For each row, another row of another intent (drawn with ``seed``): its earlier exchange."""
+    if len({row.intent for row in rows}) < 2:
+        raise EvaluationInputError("--prior-exchange needs rows of at least two intents (the earlier exchange "
+                                   "is on another subject)")
+    rng = random.Random(seed)
+    priors = []
+    for row in rows:
+        others = [other for other in rows if other.intent != row.intent]
+        priors.append(others[rng.randrange(len(others))])
+    return priors
+
+
+def after_exchange(context: PromptContext, prior: EvalRow) -> PromptContext:
+    """``context`` with ``prior``'s exchange before its message and ``prior``'s entity in the slots."""
+    entities = {prior.entity_type: prior.entity_value} if prior.entity_value else {}
+    context.history = [PromptTurn("user", prior.instruction), PromptTurn("agent", prior.reference), *context.history]
+    context.slots = {**entities, **context.slots}
+    return context
+
+
 def _metrics_block(rows_preds: Sequence[str], rows: Sequence[EvalRow], per_intent: bool = True) -> Dict[str, Any]:
     references = [r.reference for r in rows]
     block: Dict[str, Any] = textmetrics.text_metrics(rows_preds, references, [r.entity_value or None for r in rows])
@@ -164,6 +194,7 @@ def run_evaluation(
     generator: Optional[Replier] = None,
     show_progress: bool = True,
     timeout_s: Optional[float] = None,
+    prior_exchange: bool = False,
 ) -> Dict[str, Any]:
     """Evaluate ``model`` on ``data``; write predictions.jsonl and metrics.json into ``out``.
 
@@ -172,6 +203,7 @@ def run_evaluation(
     ``nlu`` is a Rasa model archive, or an already loaded parser with ``parse(text)`` (a
     :class:`~nebras_bot.evaluation.nlu.RasaNLU`, left open for its owner).
     ``timeout_s`` overrides serving's per-reply time limit (``NEBRAS_GEN_TIMEOUT_S``).
+    ``prior_exchange``: every row follows an exchange on another subject (:func:`prior_rows`).
     Raises :class:`EvaluationInputError` for unusable inputs and
     ``serving_path.ModelUnavailableError`` when the model cannot be loaded.
     Returns the metrics dict (the content of metrics.json).
@@ -185,6 +217,7 @@ def run_evaluation(
     limit = limit if limit is not None else settings.limit
     if limit is not None:
         rows = rows[: max(0, int(limit))]
+    priors: List[Optional[EvalRow]] = prior_rows(rows) if prior_exchange else [None] * len(rows)
     train_rows = read_rows(train, REQUIRED_TRAIN_COLUMNS, REQUIRED_TRAIN_COLUMNS)
     domains = [Path(domain)] if domain else [paths.home() / settings.domain, paths.home() / settings.domain_dir]
     try:
@@ -208,7 +241,7 @@ def run_evaluation(
     nlu_correct = 0
     try:
         with _progress(len(rows), "generating", show_progress) as bar:
-            for row in rows:
+            for row, prior in zip(rows, priors):
                 intent, entities = row.intent, ({row.entity_type: row.entity_value} if row.entity_value else {})
                 confidence = None
                 if parser is not None:
@@ -218,6 +251,8 @@ def run_evaluation(
                 generative = fill_known(templates.generative, entities) if templates.generative else None
                 prompt_template, template = reply_inputs(templates.template(intent, entities), generative, mode)
                 context = first_turn_context(row.instruction, intent, entities, prompt_template)
+                if prior is not None:
+                    context = after_exchange(context, prior)
                 tick = time.perf_counter()
                 try:
                     result = generator.reply(context, template, dict(entities))
@@ -240,6 +275,7 @@ def run_evaluation(
                     "reason": reason, "rejected": rejected, "entity_type": row.entity_type, "entity_value": row.entity_value,
                     "predicted_intent": intent, "nlu_confidence": confidence, "entities": entities,
                     "prompt_template": prompt_template,
+                    "prior_instruction": prior.instruction if prior else None,
                 })
                 bar.update(1)
     finally:
@@ -275,6 +311,7 @@ def run_evaluation(
         "model_version": getattr(generator, "model_version", None) or _version_of(generator),
         "data": str(data),
         "train": str(train),
+        "prior_exchange": prior_exchange,
         "intent_source": "nlu" if parser is not None else "csv",
         "nlu_model": str(getattr(parser, "path", nlu)) if parser is not None else None,
         "nlu_intent_accuracy": (nlu_correct / len(rows)) if parser is not None and rows else None,

@@ -17,6 +17,13 @@ templates, so a model trained on them learns to ignore the template in its promp
 time it does not rephrase the template it is given. For a share of the training examples the
 template is replaced by a sketch of the example's own reply (2-4 of its sentences), so the
 template's content is what the reply must carry (:func:`sketch_templates`).
+
+Earlier exchanges (recipe ``prior_exchange_share``): Bitext rows are first messages, but at serving
+time most replies follow earlier turns, often about something else ("cancel my order", then "which
+payment methods do you accept?"). A model trained only on first messages carried the earlier topic
+into its reply. For a share of the single-turn training examples the history starts with an
+exchange of another intent (its message and reply; its entities become slots), so the model learns
+to answer the latest message and keep the earlier facts (:func:`add_prior_exchanges`).
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from nebras_bot.data.records import Dialogue
 from nebras_bot.data.templates import render_template
-from nebras_bot.generation.prompt import PromptContext, PromptSettings, build_training_pair
+from nebras_bot.generation.prompt import PromptContext, PromptSettings, PromptTurn, build_training_pair
 from nebras_bot.training import packing
 
 IGNORE_INDEX = -100
@@ -128,6 +135,36 @@ def sketch_templates(examples: Sequence[Exchange], share: float, seed: int) -> i
             example.context.template = text
             replaced += 1
     return replaced
+
+
+PRIOR_TRIES = 8  # draws for an earlier exchange of another intent before an example keeps its single turn
+
+
+def add_prior_exchanges(examples: Sequence[Exchange], share: float, seed: int) -> int:
+    """Put an exchange of another intent before ``share`` of the single-turn ``examples`` (chosen
+    with ``seed``): its user message and agent reply start the history, its entities become slots
+    (the latest message's own entities stay as they are). Returns how many examples were changed;
+    the replies, queries and intents are untouched."""
+    if share <= 0:
+        return 0
+    rng = random.Random(f"prior:{seed}")
+    singles = [e for e in examples if len(e.context.history) == 1 and e.intent]
+    # What the earlier exchanges are drawn from: the examples as they were, never an augmented one.
+    pool = [(e.context.history[0], e.reply, dict(e.context.entities), e.intent) for e in singles]
+    added = 0
+    for example in singles:
+        if rng.random() >= share:
+            continue
+        for _ in range(PRIOR_TRIES):
+            user, reply, entities, intent = pool[rng.randrange(len(pool))]
+            if intent != example.intent:
+                break
+        else:
+            continue
+        example.context.history = [user, PromptTurn("agent", reply), *example.context.history]
+        example.context.slots = {**entities, **example.context.slots}
+        added += 1
+    return added
 
 
 def add_exemplars(examples: Sequence[Exchange], index, k: int) -> None:

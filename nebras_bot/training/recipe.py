@@ -56,6 +56,10 @@ class Recipe(BaseModel):
     # sentences) instead of the domain's template: teaches the model to carry a template's
     # content into its reply (dataset.sketch_templates). Validation prompts are never sketched.
     template_sketch_share: float = Field(0.0, ge=0, le=1)
+    # Share of the single-turn training examples whose history starts with an exchange of another
+    # intent (its message, reply and entities as slots): teaches the model to answer the latest
+    # message after a change of subject (dataset.add_prior_exchanges). Validation is never changed.
+    prior_exchange_share: float = Field(0.0, ge=0, le=1)
     max_train_examples: Optional[int] = None  # for quick runs and tests
     # --- optimisation
     batch_size: int = Field(8, ge=1)

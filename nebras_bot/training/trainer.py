@@ -111,13 +111,17 @@ def build_model(recipe: Recipe, base: str):
 
 def encode_split(dialogues, tokenizer, recipe: Recipe, templates, index, limit: Optional[int] = None,
                  sketches: bool = False):
-    """Encoded examples of ``dialogues``; ``sketches``: apply the recipe's template sketches (training only)."""
+    """Encoded examples of ``dialogues``; ``sketches``: apply the recipe's template sketches and
+    earlier exchanges (training only)."""
     examples = ds.exchanges(dialogues, templates)
     if limit:
         examples = examples[:limit]
     if sketches and recipe.template_sketch_share > 0:
         replaced = ds.sketch_templates(examples, recipe.template_sketch_share, recipe.seed)
         logger.info("template sketches: %d of %d training prompts", replaced, len(examples))
+    if sketches and recipe.prior_exchange_share > 0:
+        added = ds.add_prior_exchanges(examples, recipe.prior_exchange_share, recipe.seed)
+        logger.info("earlier exchanges: %d of %d training prompts", added, len(examples))
     if index is not None and recipe.retrieval and recipe.exemplars > 0:
         ds.add_exemplars(examples, index, recipe.exemplars)
     settings = prompt_settings(recipe)

@@ -194,3 +194,62 @@ def test_cli_evaluate(files, model_dir, tmp_path, capsys):
                           "--train", str(files["train"]), "--out", str(out), "--domain", str(files["domain"])])
     assert missing_model == 2
     assert "could not load the response model" in capsys.readouterr().err
+
+
+class RecordingReplier:
+    """Answers every row with its latest message and keeps the contexts it was given."""
+
+    def __init__(self) -> None:
+        self.contexts = []
+
+    def reply(self, context, template, values):
+        from nebras_bot.generation.generator import GenerationResult
+
+        self.contexts.append((context, dict(values)))
+        return GenerationResult(text=f"About: {context.history[-1].text}", generated=True)
+
+
+def test_prior_exchange_puts_another_subject_first(files, tmp_path):
+    replier = RecordingReplier()
+    metrics = run_evaluation(model="unused", data=files["data"], train=files["train"], out=tmp_path / "p",
+                             domain=files["domain"], generator=replier, show_progress=False, prior_exchange=True)
+    assert metrics["prior_exchange"] is True and metrics["n"] == len(DATA_ROWS)
+    predictions = [json.loads(line) for line in (tmp_path / "p" / PREDICTIONS_FILE).read_text().splitlines()]
+    by_instruction = {row["instruction"]: row for row in DATA_ROWS}
+    for row, record, (context, values) in zip(DATA_ROWS, predictions, replier.contexts):
+        user, agent, latest = context.history
+        prior = by_instruction[user.text]
+        assert (user.role, agent.role, latest.role) == ("user", "agent", "user")
+        assert latest.text == row["instruction"] and record["prior_instruction"] == prior["instruction"]
+        assert prior["intent"] != row["intent"]  # another subject
+        assert agent.text == prior["response"].replace("{order_id}", prior.get("entity_value", ""))  # its reference
+        if prior.get("entity_type"):  # the earlier message's entity is a slot, the latest one's wins
+            expected = row["entity_value"] if row.get("entity_type") == prior["entity_type"] else prior["entity_value"]
+            assert context.slots[prior["entity_type"]] == expected
+        assert record["prediction"] == f"About: {row['instruction']}"
+    again = RecordingReplier()
+    run_evaluation(model="unused", data=files["data"], train=files["train"], out=tmp_path / "q",
+                   domain=files["domain"], generator=again, show_progress=False, prior_exchange=True)
+    assert [c.history[0].text for c, _ in again.contexts] == [c.history[0].text for c, _ in replier.contexts]
+    plain = RecordingReplier()
+    metrics = run_evaluation(model="unused", data=files["data"], train=files["train"], out=tmp_path / "r",
+                             domain=files["domain"], generator=plain, show_progress=False)
+    assert metrics["prior_exchange"] is False and all(len(c.history) == 1 for c, _ in plain.contexts)
+
+
+def test_prior_exchange_needs_two_intents(files, tmp_path):
+    one_intent = write_csv(tmp_path / "one.csv", [row for row in DATA_ROWS if row["intent"] == "track_order"])
+    with pytest.raises(EvaluationInputError, match="at least two intents"):
+        run_evaluation(model="unused", data=one_intent, train=files["train"], out=tmp_path / "o",
+                       domain=files["domain"], generator=RecordingReplier(), prior_exchange=True)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_evaluate_prior_exchange(files, model_dir, tmp_path):
+    out = tmp_path / "cli-prior"
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(files["data"]), "--train", str(files["train"]),
+                 "--out", str(out), "--domain", str(files["domain"]), "--no-progress", "--prior-exchange"])
+    assert code == 0
+    assert json.loads((out / METRICS_FILE).read_text())["prior_exchange"] is True
+    records = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
+    assert all(r["prior_instruction"] and r["prediction"].strip() for r in records)

@@ -192,3 +192,53 @@ def test_only_training_prompts_are_sketched(tiny_dataset, tiny_recipe) -> None:
     sketched, _ = encode_split(dialogues, tokenizer, recipe, {}, None, sketches=True)
     assert not any(e.context.template for e in plain)
     assert sum(bool(e.context.template) for e in sketched) > 0.5 * len(sketched)
+
+
+# --------------------------------------------------------------------------- earlier exchanges
+
+
+def test_add_prior_exchanges_puts_another_intents_exchange_first(tiny_dataset) -> None:
+    from nebras_bot.data.prepare import load_split
+    from nebras_bot.training.dataset import add_prior_exchanges, exchanges
+
+    examples = exchanges(load_split(tiny_dataset, "train"), {})
+    singles = [e for e in examples if len(e.context.history) == 1]
+    before = {id(e): (e.reply, e.query, e.intent, e.context.history[0], dict(e.context.slots)) for e in examples}
+    by_message = {e.context.history[0].text: (e.reply, e.intent, dict(e.context.entities)) for e in singles}
+    assert add_prior_exchanges(examples, 0.0, seed=1) == 0
+    added = add_prior_exchanges(examples, 0.5, seed=1)
+    assert 0.25 * len(singles) < added < 0.75 * len(singles)
+    changed = [e for e in singles if len(e.context.history) == 3]
+    assert len(changed) == added
+    for example in changed:
+        reply, query, intent, latest, slots = before[id(example)]
+        assert (example.reply, example.query, example.intent) == (reply, query, intent)  # the target is untouched
+        user, agent, last = example.context.history
+        assert (user.role, agent.role, last) == ("user", "agent", latest)
+        prior_reply, prior_intent, prior_entities = by_message[user.text]
+        assert prior_intent != intent  # a change of subject
+        assert agent.text == prior_reply  # the earlier exchange as it was, never an augmented one
+        assert dict(example.context.slots) == {**prior_entities, **slots}
+    assert all(len(e.context.history) in (1, 3) for e in singles)
+
+
+def test_prior_exchanges_are_deterministic_and_training_only(tiny_dataset, tiny_recipe) -> None:
+    from nebras_bot.data.prepare import load_split
+    from nebras_bot.generation.loader import gpt2_tokenizer
+    from nebras_bot.training.trainer import encode_split
+
+    recipe = tiny_recipe.with_overrides({"prior_exchange_share": 1.0, "retrieval": False})
+    tokenizer = gpt2_tokenizer()
+    dialogues = load_split(tiny_dataset, "train")
+    plain, _ = encode_split(dialogues, tokenizer, recipe, {}, None)
+    first, encoded = encode_split(dialogues, tokenizer, recipe, {}, None, sketches=True)
+    again, _ = encode_split(dialogues, tokenizer, recipe, {}, None, sketches=True)
+    histories = [[t.text for t in e.context.history] for e in first]
+    assert histories == [[t.text for t in e.context.history] for e in again]
+    changed = [i for i, (p, f) in enumerate(zip(plain, first)) if len(f.context.history) == len(p.context.history) + 2]
+    assert len(changed) > 0.8 * sum(len(p.context.history) == 1 for p in plain)  # share 1.0: almost every single turn
+    # the earlier exchange reaches the tokens the model is trained on, before the latest message
+    i = changed[0]
+    prompt = tokenizer.decode([t for t, label in zip(encoded[i].input_ids, encoded[i].labels) if label == -100])
+    assert prompt.count("<|user|>") == 2
+    assert prompt.index(histories[i][0][:20]) < prompt.rindex("<|user|>") < prompt.index(histories[i][-1][:20])
