@@ -1,0 +1,40 @@
+"""scripts/shell_session_report.py: the model's part in a conversation, read back from Rasa's SQL tracker store."""
+from __future__ import annotations
+
+import asyncio
+import runpy
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "shell_session_report.py"
+report = runpy.run_path(str(SCRIPT))
+
+
+def _store_conversation(db: Path) -> None:
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(db))
+    tracker = DialogueStateTracker.from_events("alice", [
+        UserUttered("hello"),
+        BotUttered("Hi! How can I help?"),  # sent word for word: no generation metadata
+        UserUttered("which payment methods do you accept?"),
+        BotUttered("We accept cards and PayPal.", metadata={"generated": True, "model_version": "v1"}),
+        UserUttered("how do I get a refund?"),
+        BotUttered("Refunds go back to your card.", metadata={"generated": False, "model_version": "v1",
+                                                                "generation_fallback": "off_topic: reads as change_order"}),
+    ])
+    asyncio.run(store.save(tracker))
+
+
+def test_reports_each_model_turn_and_the_summary(tmp_path, capsys) -> None:
+    db = tmp_path / "tracker.db"
+    _store_conversation(db)
+    assert report["main"](["--db", f"sqlite:///{db}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "- 'which payment methods do you accept?': generated"
+    assert out[2] == "- 'how do I get a refund?': template (off_topic: reads as change_order)"
+    assert "Refunds go back" in out[3]
+    assert out[-1] == "1 of 2 generated; fallbacks: {'off_topic': 1}"
+    assert report["main"](["--db", f"sqlite:///{db}", "--sender", "nobody"]) == 1  # nothing went to the model
