@@ -271,7 +271,8 @@ def time_training(device: torch.device, data: Path, size: str, examples: int) ->
     from benchmarks import bench_training
     from nebras_bot.data.prepare import load_split
     from nebras_bot.training.recipe import load_recipe
-    from nebras_bot.training.trainer import bf16_supported, build_model, encode_split
+    from nebras_bot.training.dataset import encode_split
+    from nebras_bot.training.trainer import bf16_supported, build_model
 
     recipe = load_recipe("default")
     loaded = random_llama(SMOLLM2_SHAPE if size == "smollm2" else TINY_LLAMA_SHAPE, seed=6)

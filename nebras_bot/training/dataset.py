@@ -28,15 +28,21 @@ to answer the latest message and keep the earlier facts (:func:`add_prior_exchan
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from nebras_bot.data.records import Dialogue
 from nebras_bot.data.templates import render_template
 from nebras_bot.generation.prompt import PromptContext, PromptSettings, PromptTurn, build_training_pair
 from nebras_bot.training import packing
+
+if TYPE_CHECKING:
+    from nebras_bot.training.recipe import Recipe
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 EXEMPLAR_LINE = "\nexemplar: "  # how the prompt builder writes one exemplar (sanitised: one line)
@@ -289,3 +295,33 @@ def token_counts(rows: Sequence[Encoded]) -> Tuple[int, int]:
 def iterate_forever(items: Sequence) -> Iterator:
     while True:
         yield from items
+
+
+def encode_split(dialogues, tokenizer, recipe: "Recipe", templates, index, limit: Optional[int] = None,
+                 sketches: bool = False):
+    """Encoded examples of ``dialogues``; ``sketches``: apply the recipe's template sketches and
+    earlier exchanges (training only)."""
+    examples = exchanges(dialogues, templates)
+    if limit:
+        examples = examples[:limit]
+    if sketches and recipe.template_sketch_share > 0:
+        replaced = sketch_templates(examples, recipe.template_sketch_share, recipe.seed)
+        logger.info("template sketches: %d of %d training prompts", replaced, len(examples))
+    if sketches and recipe.prior_exchange_share > 0:
+        added = add_prior_exchanges(examples, recipe.prior_exchange_share, recipe.seed)
+        logger.info("earlier exchanges: %d of %d training prompts", added, len(examples))
+    if index is not None and recipe.retrieval and recipe.exemplars > 0:
+        add_exemplars(examples, index, recipe.exemplars)
+    settings = prompt_settings(recipe)
+    encoded = [encode(e, tokenizer, settings, recipe.max_length) for e in examples]
+    return examples, encoded
+
+
+def prompt_settings(recipe: "Recipe") -> PromptSettings:
+    """The recipe's prompt limits (the generator reads the same from the model's ``nebras.json``)."""
+    return PromptSettings(
+        max_history_turns=recipe.prompt.max_history_turns,
+        max_prompt_tokens=recipe.prompt.max_prompt_tokens,
+        max_exemplars=recipe.exemplars if recipe.retrieval else 0,
+        max_field_chars=recipe.prompt.max_field_chars,
+    )

@@ -28,8 +28,8 @@ from nebras_bot import paths
 from nebras_bot.data.prepare import CARD_JSON, ensure_dataset, load_split
 from nebras_bot.data.split import TRAIN, VALIDATION
 from nebras_bot.data.templates import intent_templates
-from nebras_bot.generation.prompt import PromptSettings
 from nebras_bot.training import dataset as ds
+from nebras_bot.training.dataset import encode_split
 from nebras_bot.training import packing
 from nebras_bot.training.checkpoint import load_rng, save_rng
 from nebras_bot.training.loss import batch_loss, evaluate_loss
@@ -109,35 +109,6 @@ def build_model(recipe: Recipe, base: str):
     return model, loaded.tokenizer, loaded.version
 
 
-def encode_split(dialogues, tokenizer, recipe: Recipe, templates, index, limit: Optional[int] = None,
-                 sketches: bool = False):
-    """Encoded examples of ``dialogues``; ``sketches``: apply the recipe's template sketches and
-    earlier exchanges (training only)."""
-    examples = ds.exchanges(dialogues, templates)
-    if limit:
-        examples = examples[:limit]
-    if sketches and recipe.template_sketch_share > 0:
-        replaced = ds.sketch_templates(examples, recipe.template_sketch_share, recipe.seed)
-        logger.info("template sketches: %d of %d training prompts", replaced, len(examples))
-    if sketches and recipe.prior_exchange_share > 0:
-        added = ds.add_prior_exchanges(examples, recipe.prior_exchange_share, recipe.seed)
-        logger.info("earlier exchanges: %d of %d training prompts", added, len(examples))
-    if index is not None and recipe.retrieval and recipe.exemplars > 0:
-        ds.add_exemplars(examples, index, recipe.exemplars)
-    settings = prompt_settings(recipe)
-    encoded = [ds.encode(e, tokenizer, settings, recipe.max_length) for e in examples]
-    return examples, encoded
-
-
-def prompt_settings(recipe: Recipe) -> PromptSettings:
-    return PromptSettings(
-        max_history_turns=recipe.prompt.max_history_turns,
-        max_prompt_tokens=recipe.prompt.max_prompt_tokens,
-        max_exemplars=recipe.exemplars if recipe.retrieval else 0,
-        max_field_chars=recipe.prompt.max_field_chars,
-    )
-
-
 def _trainable_state(model) -> Dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
@@ -150,8 +121,6 @@ def _write_json(path: Path, payload: Any) -> None:
 
 # --------------------------------------------------------------------------- the run
 
-
-
 def fresh_accelerator(*, mixed_precision: str, grad_accum: int) -> "Accelerator":
     """An Accelerator for this run. accelerate keeps its settings in a process-wide singleton and
     refuses a second run with another precision in the same process (``nebras learn``, tests), so
@@ -162,6 +131,7 @@ def fresh_accelerator(*, mixed_precision: str, grad_accum: int) -> "Accelerator"
 
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+
 
 def train(
     recipe: Recipe | str | Path = "default",

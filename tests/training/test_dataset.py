@@ -183,7 +183,7 @@ def test_sketch_templates_replaces_the_asked_share_and_only_that(tiny_dataset) -
 def test_only_training_prompts_are_sketched(tiny_dataset, tiny_recipe) -> None:
     from nebras_bot.data.prepare import load_split
     from nebras_bot.generation.loader import gpt2_tokenizer
-    from nebras_bot.training.trainer import encode_split
+    from nebras_bot.training.dataset import encode_split
 
     recipe = tiny_recipe.with_overrides({"template_sketch_share": 1.0, "retrieval": False})
     tokenizer = gpt2_tokenizer()
@@ -225,7 +225,7 @@ def test_add_prior_exchanges_puts_another_intents_exchange_first(tiny_dataset) -
 def test_prior_exchanges_are_deterministic_and_training_only(tiny_dataset, tiny_recipe) -> None:
     from nebras_bot.data.prepare import load_split
     from nebras_bot.generation.loader import gpt2_tokenizer
-    from nebras_bot.training.trainer import encode_split
+    from nebras_bot.training.dataset import encode_split
 
     recipe = tiny_recipe.with_overrides({"prior_exchange_share": 1.0, "retrieval": False})
     tokenizer = gpt2_tokenizer()

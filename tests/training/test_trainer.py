@@ -40,7 +40,7 @@ def test_recipe_prompt_limits_and_two_typical_exemplars(name: str, whole: bool) 
     default's generic limits do not (docs/training.md)."""
     from nebras_bot.generation.loader import gpt2_tokenizer
     from nebras_bot.generation.prompt import PromptContext, PromptTurn, build_prompt
-    from nebras_bot.training.trainer import prompt_settings
+    from nebras_bot.training.dataset import prompt_settings
 
     tokenizer = gpt2_tokenizer()
 
