@@ -4,7 +4,7 @@ Reads the tracker store that ``rasa shell`` / ``rasa run`` wrote (``endpoints.ym
 ``var/tracker.db`` by default) and prints, for each reply the NLG class handled, the customer's
 message before it, whether the reply was generated or why the template was sent instead
 (``generation_fallback``), and the start of the reply. Replies sent word for word
-(``rephrase: false``) carry no generation metadata and are left out.
+(``rephrase: false``: ``generated`` false and no fallback reason) are left out.
 
     cat benchmarks/shell_conversation.txt | make run        # the 13-turn conversation of docs/generation.md
     .venv/bin/python scripts/shell_session_report.py          # the newest conversation in var/tracker.db
@@ -48,7 +48,7 @@ def model_turns(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             last_user = event.get("text") or ""
         elif event.get("event") == "bot":
             metadata = event.get("metadata") or {}
-            if GENERATED in metadata:
+            if metadata.get(GENERATED) or metadata.get(FALLBACK_REASON):
                 turns.append({"user": last_user, "generated": bool(metadata[GENERATED]),
                               "reason": metadata.get(FALLBACK_REASON), "text": event.get("text") or ""})
     return turns
@@ -58,6 +58,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=DEFAULT_DB, help=f"tracker store SQLAlchemy URL (default {DEFAULT_DB})")
     parser.add_argument("--sender", help="conversation id (default: the most recently active)")
+    parser.add_argument("--full", action="store_true", help="print whole replies")
     args = parser.parse_args(argv)
     turns = model_turns(conversation_events(args.db, args.sender))
     if not turns:
@@ -65,7 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     for turn in turns:
         outcome = "generated" if turn["generated"] else f"template ({turn['reason']})"
-        print(f"- {turn['user'][:50]!r}: {outcome}\n    {turn['text'][:SHOWN_CHARS]!r}")
+        text = turn["text"] if args.full else turn["text"][:SHOWN_CHARS]
+        print(f"- {turn['user'][:50]!r}: {outcome}\n    {text!r}")
     reasons = Counter(str(t["reason"]).split(":")[0] for t in turns if not t["generated"])
     print(f"{sum(t['generated'] for t in turns)} of {len(turns)} generated; fallbacks: {dict(reasons)}")
     return 0

@@ -18,7 +18,9 @@ def _store_conversation(db: Path) -> None:
     store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(db))
     tracker = DialogueStateTracker.from_events("alice", [
         UserUttered("hello"),
-        BotUttered("Hi! How can I help?"),  # sent word for word: no generation metadata
+        BotUttered("Hi! How can I help?"),  # no generation metadata
+        UserUttered("are you a bot?"),
+        BotUttered("I'm Nebras, a virtual assistant.", metadata={"generated": False}),  # rephrase: false
         UserUttered("which payment methods do you accept?"),
         BotUttered("We accept cards and PayPal.", metadata={"generated": True, "model_version": "v1"}),
         UserUttered("how do I get a refund?"),

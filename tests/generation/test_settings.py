@@ -68,7 +68,7 @@ def test_model_prompt_block_and_exemplars_reach_the_prompt_settings():
     assert settings.from_model["max_new_tokens"] == 40
 
 
-@pytest.mark.parametrize("recipe", ["default", "quick", "default-full-finetune", "default-prior-exchange"])
+@pytest.mark.parametrize("recipe", ["default", "quick", "default-full-finetune"])
 def test_shipped_recipes_decode_their_models_without_repetition_controls(monkeypatch, recipe):
     """The generic defaults keep repetition controls on (any base model), but the models of the
     shipped recipes decode without them: the recipe's generation block goes through nebras.json
