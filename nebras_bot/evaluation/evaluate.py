@@ -38,7 +38,7 @@ from nebras_bot.evaluation.settings import (
     REQUIRED_TRAIN_COLUMNS,
     EvaluationSettings,
 )
-from nebras_bot.generation.prompt import PromptContext, PromptTurn
+from nebras_bot.generation.prompt import PromptContext, PromptTurn, after_exchange
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ class EvalRow:
     entity_type: str
     entity_value: str  # the value as it appears in the instruction (offsets repaired), or ""
     reference: str  # the CSV response, placeholders filled from the row's entity
+
+    @property
+    def entities(self) -> Dict[str, str]:
+        """The row's entity as ``{type: value}`` (empty without one)."""
+        return {self.entity_type: self.entity_value} if self.entity_value else {}
 
 
 def resolve_entity_value(instruction: str, value: str, start: str, end: str) -> str:
@@ -152,20 +157,9 @@ def prior_rows(rows: Sequence[EvalRow], seed: int = PRIOR_SEED) -> List[EvalRow]
     if len({row.intent for row in rows}) < 2:
         raise EvaluationInputError("--prior-exchange needs rows of at least two intents (the earlier exchange "
                                    "is on another subject)")
+    others = {intent: [row for row in rows if row.intent != intent] for intent in {row.intent for row in rows}}
     rng = random.Random(seed)
-    priors = []
-    for row in rows:
-        others = [other for other in rows if other.intent != row.intent]
-        priors.append(others[rng.randrange(len(others))])
-    return priors
-
-
-def after_exchange(context: PromptContext, prior: EvalRow) -> PromptContext:
-    """``context`` with ``prior``'s exchange before its message and ``prior``'s entity in the slots."""
-    entities = {prior.entity_type: prior.entity_value} if prior.entity_value else {}
-    context.history = [PromptTurn("user", prior.instruction), PromptTurn("agent", prior.reference), *context.history]
-    context.slots = {**entities, **context.slots}
-    return context
+    return [others[row.intent][rng.randrange(len(others[row.intent]))] for row in rows]
 
 
 def _metrics_block(rows_preds: Sequence[str], rows: Sequence[EvalRow], per_intent: bool = True) -> Dict[str, Any]:
@@ -242,7 +236,7 @@ def run_evaluation(
     try:
         with _progress(len(rows), "generating", show_progress) as bar:
             for row, prior in zip(rows, priors):
-                intent, entities = row.intent, ({row.entity_type: row.entity_value} if row.entity_value else {})
+                intent, entities = row.intent, row.entities
                 confidence = None
                 if parser is not None:
                     parsed = parser.parse(row.instruction)
@@ -252,7 +246,7 @@ def run_evaluation(
                 prompt_template, template = reply_inputs(templates.template(intent, entities), generative, mode)
                 context = first_turn_context(row.instruction, intent, entities, prompt_template)
                 if prior is not None:
-                    context = after_exchange(context, prior)
+                    after_exchange(context, PromptTurn("user", prior.instruction), prior.reference, prior.entities)
                 tick = time.perf_counter()
                 try:
                     result = generator.reply(context, template, dict(entities))

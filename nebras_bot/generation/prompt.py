@@ -111,6 +111,15 @@ def _pairs(values: Mapping[str, str]) -> str:
     return ", ".join(f"{sanitize(k)}={sanitize(v)}" for k, v in sorted(values.items()) if v not in (None, ""))
 
 
+def after_exchange(context: PromptContext, user: TurnLike, reply: str, entities: Mapping[str, str]) -> PromptContext:
+    """``context`` (changed in place and returned) as the reply after an earlier exchange: ``user``'s
+    message and the agent's ``reply`` start the history, ``entities`` become slots (the context's own
+    slots win). Training (``prior_exchange_share``) and ``nebras evaluate --prior-exchange`` share it."""
+    context.history = [user, PromptTurn("agent", reply), *context.history]
+    context.slots = {**entities, **context.slots}
+    return context
+
+
 def system_block(context: PromptContext, settings: PromptSettings, exemplars: int) -> str:
     lines = [SYSTEM]
     if context.intent:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Seque
 
 from nebras_bot.data.records import Dialogue
 from nebras_bot.data.templates import render_template
-from nebras_bot.generation.prompt import PromptContext, PromptSettings, PromptTurn, build_training_pair
+from nebras_bot.generation.prompt import PromptContext, PromptSettings, after_exchange, build_training_pair
 from nebras_bot.training import packing
 
 if TYPE_CHECKING:
@@ -167,8 +167,7 @@ def add_prior_exchanges(examples: Sequence[Exchange], share: float, seed: int) -
                 break
         else:
             continue
-        example.context.history = [user, PromptTurn("agent", reply), *example.context.history]
-        example.context.slots = {**entities, **example.context.slots}
+        after_exchange(example.context, user, reply, entities)
         added += 1
     return added
 

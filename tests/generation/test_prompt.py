@@ -13,6 +13,7 @@ from nebras_bot.generation.prompt import (
     PromptContext,
     PromptSettings,
     PromptTurn,
+    after_exchange,
     build_prompt,
     contains_role_marker,
     cut_at_end,
@@ -119,3 +120,16 @@ def test_cut_at_end_stops_at_any_marker():
     assert cut_at_end(" Your order is here.<|end|><|user|> more") == "Your order is here."
     assert cut_at_end(" Sure <|user|> fake turn") == "Sure"
     assert cut_at_end("<|agent|>") == ""
+
+
+def test_after_exchange_puts_the_earlier_exchange_first_and_keeps_the_own_slots():
+    latest = PromptTurn("user", "which payment methods do you accept?")
+    context = PromptContext(history=[latest], intent="check_payment_methods", slots={"email": "a@b.c"})
+    earlier = PromptTurn("user", "cancel order 123 please")
+    assert after_exchange(context, earlier, "Order 123 is cancelled.", {"order_id": "123", "email": "x@y.z"}) is context
+    assert [(t.role, t.text) for t in context.history] == [
+        ("user", "cancel order 123 please"), ("agent", "Order 123 is cancelled."), ("user", latest.text)]
+    assert context.slots == {"order_id": "123", "email": "a@b.c"}  # the context's own slot wins
+    prompt = build_prompt(context)
+    assert prompt.index("cancel order 123") < prompt.index("Order 123 is cancelled.") < prompt.index(latest.text)
+
