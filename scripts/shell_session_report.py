@@ -1,13 +1,13 @@
 """What the language model did in a recorded conversation: one line per bot reply, then a summary.
 
-Reads the tracker store that ``rasa shell`` / ``rasa run`` wrote (``endpoints.yml``'s SQL store,
-``var/tracker.db`` by default) and prints, for each reply the NLG class handled, the customer's
+Reads the tracker store that ``rasa shell`` / ``rasa run`` wrote (the SQL ``tracker_store`` of
+``endpoints.yml``, read as ``nebras learn`` reads it: ``var/tracker.db`` in this project) and prints, for each reply the NLG class handled, the customer's
 message before it, whether the reply was generated or why the template was sent instead
 (``generation_fallback``), and the start of the reply. Replies sent word for word
 (``rephrase: false``: ``generated`` false and no fallback reason) are left out.
 
     cat benchmarks/shell_conversation.txt | make run        # the 13-turn conversation of docs/generation.md
-    .venv/bin/python scripts/shell_session_report.py          # the newest conversation in var/tracker.db
+    .venv/bin/python scripts/shell_session_report.py          # the newest conversation of endpoints.yml's store
     .venv/bin/python scripts/shell_session_report.py --db postgresql://localhost/test --sender default
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 from collections import Counter
 from typing import Any, Dict, List, Optional
 
+from nebras_bot import paths
 from nebras_bot.nlg import FALLBACK_REASON, GENERATED
 
-DEFAULT_DB = "sqlite:///var/tracker.db"
 SHOWN_CHARS = 110
 
 
@@ -49,18 +49,24 @@ def model_turns(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         elif event.get("event") == "bot":
             metadata = event.get("metadata") or {}
             if metadata.get(GENERATED) or metadata.get(FALLBACK_REASON):
-                turns.append({"user": last_user, "generated": bool(metadata[GENERATED]),
+                turns.append({"user": last_user, "generated": bool(metadata.get(GENERATED)),
                               "reason": metadata.get(FALLBACK_REASON), "text": event.get("text") or ""})
     return turns
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", default=DEFAULT_DB, help=f"tracker store SQLAlchemy URL (default {DEFAULT_DB})")
+    parser.add_argument("--db", help="tracker store SQLAlchemy URL (default: the SQL tracker_store of endpoints.yml)")
     parser.add_argument("--sender", help="conversation id (default: the most recently active)")
     parser.add_argument("--full", action="store_true", help="print whole replies")
     args = parser.parse_args(argv)
-    turns = model_turns(conversation_events(args.db, args.sender))
+    from nebras_bot.learning.harvest import tracker_url_from_endpoints
+
+    url = args.db or tracker_url_from_endpoints(paths.home() / "endpoints.yml")
+    if url is None:
+        print("endpoints.yml has no SQL tracker_store: pass --db URL", file=sys.stderr)
+        return 2
+    turns = model_turns(conversation_events(url, args.sender))
     if not turns:
         print("no reply in this conversation went to the model", file=sys.stderr)
         return 1

@@ -40,3 +40,16 @@ def test_reports_each_model_turn_and_the_summary(tmp_path, capsys) -> None:
     assert "Refunds go back" in out[3]
     assert out[-1] == "1 of 2 generated; fallbacks: {'off_topic': 1}"
     assert report["main"](["--db", f"sqlite:///{db}", "--sender", "nobody"]) == 1  # nothing went to the model
+
+
+def test_the_store_defaults_to_endpoints_yml(tmp_path, monkeypatch, capsys) -> None:
+    from nebras_bot.paths import ENV_HOME
+
+    _store_conversation(tmp_path / "var-tracker.db")
+    monkeypatch.setenv(ENV_HOME, str(tmp_path))
+    assert report["main"]([]) == 2  # no endpoints.yml: says how to pass the store
+    assert "--db" in capsys.readouterr().err
+    (tmp_path / "endpoints.yml").write_text('tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "var-tracker.db"\n')
+    assert report["main"]([]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 of 2 generated; fallbacks: {'off_topic': 1}"
+
