@@ -180,16 +180,20 @@ def test_sketch_templates_replaces_the_asked_share_and_only_that(tiny_dataset) -
     assert [e.reply for e in examples] == replies  # the replies are untouched
 
 
-def test_only_training_prompts_are_sketched(tiny_dataset, tiny_recipe) -> None:
+def _encode_train_split(tiny_dataset, recipe, training: bool):
+    """``encode_split`` of the fixture's training dialogues without retrieval: as validation
+    (``training=False``) or as training (sketches and earlier exchanges applied)."""
     from nebras_bot.data.prepare import load_split
     from nebras_bot.generation.loader import gpt2_tokenizer
     from nebras_bot.training.dataset import encode_split
 
+    return encode_split(load_split(tiny_dataset, "train"), gpt2_tokenizer(), recipe, {}, None, sketches=training)
+
+
+def test_only_training_prompts_are_sketched(tiny_dataset, tiny_recipe) -> None:
     recipe = tiny_recipe.with_overrides({"template_sketch_share": 1.0, "retrieval": False})
-    tokenizer = gpt2_tokenizer()
-    dialogues = load_split(tiny_dataset, "train")
-    plain, _ = encode_split(dialogues, tokenizer, recipe, {}, None)
-    sketched, _ = encode_split(dialogues, tokenizer, recipe, {}, None, sketches=True)
+    plain, _ = _encode_train_split(tiny_dataset, recipe, training=False)
+    sketched, _ = _encode_train_split(tiny_dataset, recipe, training=True)
     assert not any(e.context.template for e in plain)
     assert sum(bool(e.context.template) for e in sketched) > 0.5 * len(sketched)
 
@@ -223,16 +227,13 @@ def test_add_prior_exchanges_puts_another_intents_exchange_first(tiny_dataset) -
 
 
 def test_prior_exchanges_are_deterministic_and_training_only(tiny_dataset, tiny_recipe) -> None:
-    from nebras_bot.data.prepare import load_split
     from nebras_bot.generation.loader import gpt2_tokenizer
-    from nebras_bot.training.dataset import encode_split
 
     recipe = tiny_recipe.with_overrides({"prior_exchange_share": 1.0, "retrieval": False})
     tokenizer = gpt2_tokenizer()
-    dialogues = load_split(tiny_dataset, "train")
-    plain, _ = encode_split(dialogues, tokenizer, recipe, {}, None)
-    first, encoded = encode_split(dialogues, tokenizer, recipe, {}, None, sketches=True)
-    again, _ = encode_split(dialogues, tokenizer, recipe, {}, None, sketches=True)
+    plain, _ = _encode_train_split(tiny_dataset, recipe, training=False)
+    first, encoded = _encode_train_split(tiny_dataset, recipe, training=True)
+    again, _ = _encode_train_split(tiny_dataset, recipe, training=True)
     histories = [[t.text for t in e.context.history] for e in first]
     assert histories == [[t.text for t in e.context.history] for e in again]
     changed = [i for i, (p, f) in enumerate(zip(plain, first)) if len(f.context.history) == len(p.context.history) + 2]
