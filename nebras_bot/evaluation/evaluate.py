@@ -253,10 +253,11 @@ def run_evaluation(
                     text, generated, reason = result.text, bool(result.generated), result.reason
                     latency = getattr(result, "latency_ms", None)
                     rejected = None if generated else getattr(result, "raw", None)
+                    candidates = getattr(result, "candidates", None)
                 except Exception as error:  # an error on one row is a fallback, not a lost run
                     logger.exception("generation failed for %r", row.instruction)
                     text, generated, reason, latency = template or LAST_RESORT_TEXT, False, f"error: {type(error).__name__}", None
-                    rejected = None
+                    rejected = candidates = None
                 latency = float(latency) if latency is not None else (time.perf_counter() - tick) * 1000.0
                 fallback = not generated
                 if fallback:
@@ -270,6 +271,9 @@ def run_evaluation(
                     "predicted_intent": intent, "nlu_confidence": confidence, "entities": entities,
                     "prompt_template": prompt_template,
                     "prior_instruction": prior.instruction if prior else None,
+                    **({"candidates": candidates, "chosen": getattr(result, "chosen", None),
+                          "fallback_text": (template or "").strip() or LAST_RESORT_TEXT}
+                       if candidates else {}),
                 })
                 bar.update(1)
     finally:

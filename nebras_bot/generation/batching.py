@@ -13,15 +13,16 @@ explicit per row. Decoding follows :class:`nebras_bot.generation.decoding.Decode
 ``stopped_by`` labels. In fp32 the engine gives ``model.generate``'s tokens, and a prompt decoded
 in a left-padded batch, or joining one mid-way, gives the reply it gives alone, for GPT-2 and
 Llama-style (RoPE) models (``tests/performance/test_batching.py``,
-``tests/performance/test_llama_exactness.py``). Only greedy decoding is batched; sampling and beam
-search stay with ``Decoder``. The thread that feeds requests to the engine is
+``tests/performance/test_llama_exactness.py``). Only greedy decoding is batched across requests;
+the candidates of consensus reranking are sampled with this loop (``step``'s ``pick``,
+:class:`nebras_bot.generation.rerank.Sampler`); beam search stays with ``Decoder``. The thread that feeds requests to the engine is
 :class:`nebras_bot.generation.worker.BatchingWorker`.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -247,14 +248,15 @@ class GreedyEngine:
         batch.started += other.started
 
     @torch.inference_mode()
-    def step(self, batch: "LiveBatch") -> List[Tuple[Any, Completion]]:
+    def step(self, batch: "LiveBatch", pick: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> List[Tuple[Any, Completion]]:
         """One greedy token for every row of ``batch``; returns ``(tag, completion)`` of the rows that stopped.
 
         Stopped rows leave the batch and its cache; the others are fed their token, so the batch
-        then holds the next logits (or is empty).
+        then holds the next logits (or is empty). ``pick`` replaces the greedy choice (processed
+        scores, rows x vocab -> one token id per row; the sampler of ``rerank.py``).
         """
         scores = self._process(batch.logits.float(), None, batch.rows)
-        tokens = torch.argmax(scores, dim=-1)
+        tokens = pick(scores) if pick is not None else torch.argmax(scores, dim=-1)
         now = time.perf_counter()
         keep: List[int] = []
         finished: List[Tuple[Any, Completion]] = []

@@ -15,7 +15,10 @@ reason logged and counted (``nebras_fallbacks_total{reason=...}``):
 5. placeholders filled from slots and entities -> ``missing_placeholder: name``;
 6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason;
 7. the topic check (:class:`nebras_bot.generation.topic.TopicCheck`, over the exemplar index's
-   replies) -> ``off_topic: reads as <intent>`` when the reply is about another intent.
+   replies) -> ``off_topic: reads as <intent>`` when the reply is about another intent;
+8. with ``rerank_samples`` > 0, that many sampled replies go through steps 5-7 as well and the
+   candidate that passed and agrees most with the others and the retrieved exemplar replies is
+   sent (:mod:`nebras_bot.generation.rerank`); the templated reply only when none passed.
 
 :meth:`ResponseGenerator.areply` runs all of this in a worker thread, off the event loop, with a
 per-reply timeout (``timeout``, counted from the call, queueing included) -> ``timeout``.
@@ -28,12 +31,14 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
-from nebras_bot.generation import constraints, guard, placeholders
+from nebras_bot.generation import constraints, guard, placeholders, rerank
+from nebras_bot.generation.batching import GreedyEngine
 from nebras_bot.generation.decoding import STOP_LENGTH, STOP_TIME
 from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
 from nebras_bot.generation.prompt import PromptContext, build_prompt
+from nebras_bot.generation.rerank import Candidate
 from nebras_bot.generation.settings import GenerationSettings, ModelSettingsError, model_settings
 from nebras_bot.generation.topic import TopicCheck
 from nebras_bot.monitoring import metrics
@@ -63,6 +68,9 @@ class GenerationResult:
     prompt: Optional[str] = None
     raw: Optional[str] = None  # the model's reply before placeholder filling and the guard
     channel: Optional[str] = None  # the output channel the reply goes to (from the context)
+    # with consensus reranking (rerank_samples > 0): every candidate (Candidate.as_dict) and the one sent
+    candidates: Optional[List[dict]] = None
+    chosen: Optional[int] = None
 
 
 def _load_exemplars(directory: Path) -> Any:
@@ -126,6 +134,11 @@ class ResponseGenerator:
         # Decoder, FastDecoder or BatchingWorker, per settings.fast_path / settings.batching.
         corpus = exemplar_index.replies if exemplar_index is not None else None
         self.decoder = build_decoder(loaded.model, loaded.tokenizer, self.settings, corpus) if loaded is not None else None
+        # Sampled candidates for consensus reranking: Nebras's batched loop on the (prepared) model.
+        self.sampler = (
+            rerank.Sampler(GreedyEngine(loaded.model, loaded.tokenizer, self.settings))
+            if loaded is not None and self.settings.rerank_samples > 0 else None
+        )
         # With batching, concurrent replies wait in the worker's queue together (one thread each).
         workers = self.settings.batch_max_size if self.settings.batching else 1
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nebras-gen")
@@ -177,7 +190,7 @@ class ResponseGenerator:
         """``context`` plus retrieved exemplar replies for the latest user message (when indexed)."""
         if self.exemplar_index is None or context.exemplars or self.settings.exemplars <= 0:
             return context
-        query = next((t.text for t in reversed(list(context.history)) if t.role == "user"), "")
+        query = _latest_user_text(context)
         if not query:
             return context
         try:
@@ -259,12 +272,31 @@ class ResponseGenerator:
         if completion.stopped_by == STOP_TIME and not guard.SENTENCE_END.search(completion.text):
             # the deadline came before the first complete sentence: nothing worth sending
             return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw, channel=channel)
+        candidates = [self.vet(raw, context, template, values)]
+        if self.sampler is not None:
+            candidates += self.sampled_candidates(prompt, context, template, values, deadline)
+        chosen = rerank.choose(candidates, self.evidence(context)) if len(candidates) > 1 else None
+        alternatives = [c.as_dict() for c in candidates] if len(candidates) > 1 else None
+        if chosen is None and candidates[0].text is not None:
+            chosen = 0
+        if chosen is None:
+            return self.fallback(template, candidates[0].reason, started, prompt=prompt, raw=raw, channel=channel,
+                                 candidates=alternatives)
+        seconds = time.perf_counter() - started
+        metrics.GENERATED_REPLIES.inc()
+        metrics.GENERATION_LATENCY.observe(seconds)
+        return GenerationResult(
+            text=candidates[chosen].text, generated=True, latency_ms=seconds * 1000, model_version=self.model_version,
+            prompt=prompt, raw=candidates[chosen].raw, channel=channel, candidates=alternatives, chosen=chosen,
+        )
+
+    def vet(self, raw: str, context: PromptContext, template: Optional[str], values: Mapping[str, Any]) -> Candidate:
+        """``raw`` filled and checked: placeholders (steps 5), the guard with the loop cut (6), the
+        topic check (7). The candidate's ``text`` is None and its ``reason`` says why when refused."""
         filled = placeholders.fill(raw, values)
         if filled is None:
             missing = ", ".join(placeholders.missing(raw, values))
-            return self.fallback(
-                template, f"{guard.MISSING_PLACEHOLDER}: {missing}", started, prompt=prompt, raw=raw, channel=channel
-            )
+            return Candidate(raw, None, f"{guard.MISSING_PLACEHOLDER}: {missing}")
         reason = self.check(filled, context, template, values)
         if reason is not None and guard.rule_of(reason) == guard.REPETITION and self.settings.cut_repetition:
             shorter = guard.cut_repetition(filled, self.settings.max_repeated_ngram)
@@ -273,15 +305,42 @@ class ResponseGenerator:
                 filled, reason = shorter, None
         if reason is None and self.topic_check is not None:
             reason = self.topic_check.check(filled, context.intent)
-        if reason is not None:
-            return self.fallback(template, reason, started, prompt=prompt, raw=raw, channel=channel)
-        seconds = time.perf_counter() - started
-        metrics.GENERATED_REPLIES.inc()
-        metrics.GENERATION_LATENCY.observe(seconds)
-        return GenerationResult(
-            text=filled, generated=True, latency_ms=seconds * 1000, model_version=self.model_version,
-            prompt=prompt, raw=raw, channel=channel,
-        )
+        return Candidate(raw, filled if reason is None else None, reason)
+
+    def sampled_candidates(
+        self, prompt: str, context: PromptContext, template: Optional[str], values: Mapping[str, Any], deadline: float,
+    ) -> List[Candidate]:
+        """``rerank_samples`` sampled replies, vetted; none when the deadline has passed or sampling fails
+        (the greedy reply is then judged alone)."""
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return []
+        ban = constraints.ban_for(values) if self.settings.steer_placeholders else None
+        try:
+            completions = self.sampler.sample(prompt, self.settings.rerank_samples, time_limit=remaining, placeholder_ban=ban)
+        except Exception:  # noqa: BLE001 - the greedy reply stands on its own
+            logger.exception("sampling candidate replies failed; judging the greedy reply alone")
+            metrics.ERRORS.labels(component="generation").inc()
+            return []
+        candidates = []
+        for completion in completions:
+            if completion.stopped_by == STOP_TIME and not guard.SENTENCE_END.search(completion.text):
+                continue
+            raw = _trim_unfinished(completion.text, completion.stopped_by)
+            if raw.strip():
+                candidates.append(replace(self.vet(raw, context, template, values), sampled=True))
+        return candidates
+
+    def evidence(self, context: PromptContext) -> List[str]:
+        """The exemplar replies the candidates are compared with (:mod:`nebras_bot.generation.rerank`)."""
+        query = _latest_user_text(context)
+        if self.exemplar_index is None or self.settings.rerank_evidence <= 0 or not query:
+            return []
+        try:
+            return list(self.exemplar_index.top_k(query, k=self.settings.rerank_evidence, intent=context.intent))
+        except Exception as error:  # noqa: BLE001 - the candidates are then compared with each other only
+            logger.warning("exemplar retrieval for reranking failed: %s", error)
+            return []
 
     async def areply(
         self,
@@ -315,6 +374,10 @@ class ResponseGenerator:
         close_decoder = getattr(self.decoder, "close", None)  # the batching worker's thread
         if close_decoder is not None:
             close_decoder()
+
+
+def _latest_user_text(context: PromptContext) -> str:
+    return next((t.text for t in reversed(list(context.history)) if t.role == "user"), "")
 
 
 def _trim_unfinished(text: str, stopped_by: str) -> str:

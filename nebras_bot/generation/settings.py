@@ -47,7 +47,7 @@ MODEL_PROMPT_KEYS = ("max_history_turns", "max_prompt_tokens", "max_field_chars"
 MODEL_GENERATION_KEYS = (
     "max_history_turns", "max_prompt_tokens", "max_field_chars", "exemplars",
     "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty",
-    "no_repeat_ngram_size", "min_chars", "max_chars", "max_repeated_ngram",
+    "no_repeat_ngram_size", "min_chars", "max_chars", "max_repeated_ngram", "rerank_samples", "rerank_evidence",
 )
 MODEL_KEYS = MODEL_GENERATION_KEYS
 METADATA_PROMPT = "prompt"
@@ -102,6 +102,12 @@ class GenerationSettings(BaseSettings):
     )
     placeholder_retries: int = Field(2, ge=0, description="most re-decodings from before an unfillable placeholder per reply")
     seed: Optional[int] = Field(None, description="seed for sampling (None: not seeded)")
+    rerank_samples: int = Field(
+        0, ge=0, le=16, description="consensus reranking: also sample this many replies (temperature, top_p, "
+        "top_k above) and send the candidate that passes the guard and is most like the others and the "
+        "retrieved exemplar replies (0: the greedy reply only; nebras_bot.generation.rerank)",
+    )
+    rerank_evidence: int = Field(10, ge=0, description="exemplar replies (same intent, nearest messages) the candidates are compared with")
 
     # --- safety nets
     timeout_s: float = Field(3.0, gt=0, description="per-reply time limit; over it the templated reply is sent")
