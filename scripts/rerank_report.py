@@ -7,6 +7,8 @@ says what greedy decoding alone would have sent. This script scores, against the
 
 - ``greedy``: candidate 0 when it passed, else the templated reply (what ``rerank_samples: 0`` sends);
 - ``reranked``: what was sent (the most typical candidate that passed);
+- ``rescue``: candidate 0 when it passed, else what was sent (sampling only for a refused greedy
+  reply: the choice among the samples is the same, since refused candidates are never compared);
 - ``oracle``: the passed candidate with the best ROUGE-L against the reference (an upper bound for
   any way of choosing among these candidates, not a method);
 - ``tfidf``: the TF-IDF retrieval baseline of the same run.
@@ -59,12 +61,15 @@ def report(records: List[dict]) -> Dict[str, dict]:
     choices = {
         "greedy": [_greedy(r) for r in records],
         "reranked": [r["prediction"] for r in records],
+        "rescue": [r["candidates"][0]["text"] if r["candidates"][0]["text"] is not None else r["prediction"]
+                   for r in records],
         "oracle": [_oracle(r) for r in records],
         "tfidf": [r["baseline_tfidf_retrieval"] for r in records],
     }
     table = {name: scores(predictions, references) for name, predictions in choices.items()}
     table["greedy"]["fallback_rate"] = round(sum(r["candidates"][0]["text"] is None for r in records) / len(records), 3)
     table["reranked"]["fallback_rate"] = round(sum(bool(r["fallback"]) for r in records) / len(records), 3)
+    table["rescue"]["fallback_rate"] = table["reranked"]["fallback_rate"]
     table["reranked"]["sampled_sent"] = sum(bool(r.get("chosen")) for r in records)
     table["reranked"]["latency_ms_p50"] = textmetrics.percentile([r["latency_ms"] for r in records], 50)
     return table

@@ -285,6 +285,8 @@ class ResponseGenerator:
         seconds = time.perf_counter() - started
         metrics.GENERATED_REPLIES.inc()
         metrics.GENERATION_LATENCY.observe(seconds)
+        if candidates[chosen].sampled:
+            metrics.SAMPLED_REPLIES.inc()
         return GenerationResult(
             text=candidates[chosen].text, generated=True, latency_ms=seconds * 1000, model_version=self.model_version,
             prompt=prompt, raw=candidates[chosen].raw, channel=channel, candidates=alternatives, chosen=chosen,

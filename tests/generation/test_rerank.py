@@ -13,6 +13,7 @@ from nebras_bot.generation.prompt import PromptContext, PromptTurn
 from nebras_bot.generation.rerank import Candidate
 from nebras_bot.generation.retrieval import ExemplarIndex
 from nebras_bot.generation.settings import GenerationSettings, model_settings
+from nebras_bot.monitoring import metrics
 
 TEMPLATE = "Your order is on its way."
 CONTEXT = PromptContext(
@@ -96,7 +97,9 @@ def test_choose(candidates, expected):
 
 def test_the_most_typical_candidate_is_sent_and_every_candidate_reported(loaded):
     generator = reranking(loaded, ODD, ["Track order {order_id} on the Order History page of your account.", ODD])
+    sampled_before = metrics.SAMPLED_REPLIES._value.get()
     result = generator.reply(CONTEXT, TEMPLATE)
+    assert metrics.SAMPLED_REPLIES._value.get() == sampled_before + 1
     assert result.generated and result.chosen == 1
     assert result.text == "Track order 48213 on the Order History page of your account."
     assert [c["sampled"] for c in result.candidates] == [False, True, True]
