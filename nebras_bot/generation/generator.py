@@ -16,9 +16,10 @@ reason logged and counted (``nebras_fallbacks_total{reason=...}``):
 6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason;
 7. the topic check (:class:`nebras_bot.generation.topic.TopicCheck`, over the exemplar index's
    replies) -> ``off_topic: reads as <intent>`` when the reply is about another intent;
-8. with ``rerank_samples`` > 0, that many sampled replies go through steps 5-7 as well and the
-   candidate that passed and agrees most with the others and the retrieved exemplar replies is
-   sent (:mod:`nebras_bot.generation.rerank`); the templated reply only when none passed.
+8. with ``rerank_samples`` > 0, that many sampled replies go through steps 5-7 as well (for every
+   reply, or with ``rerank_when: refused`` only when the greedy one was refused) and the candidate
+   that passed and agrees most with the others and the retrieved exemplar replies is sent
+   (:mod:`nebras_bot.generation.rerank`); the templated reply only when none passed.
 
 :meth:`ResponseGenerator.areply` runs all of this in a worker thread, off the event loop, with a
 per-reply timeout (``timeout``, counted from the call, queueing included) -> ``timeout``.
@@ -39,7 +40,7 @@ from nebras_bot.generation.decoding import STOP_LENGTH, STOP_TIME
 from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
 from nebras_bot.generation.prompt import PromptContext, build_prompt
 from nebras_bot.generation.rerank import Candidate
-from nebras_bot.generation.settings import GenerationSettings, ModelSettingsError, model_settings
+from nebras_bot.generation.settings import RERANK_ALWAYS, GenerationSettings, ModelSettingsError, model_settings
 from nebras_bot.generation.topic import TopicCheck
 from nebras_bot.monitoring import metrics
 
@@ -273,7 +274,7 @@ class ResponseGenerator:
             # the deadline came before the first complete sentence: nothing worth sending
             return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw, channel=channel)
         candidates = [self.vet(raw, context, template, values)]
-        if self.sampler is not None:
+        if self.sampler is not None and (self.settings.rerank_when == RERANK_ALWAYS or candidates[0].text is None):
             candidates += self.sampled_candidates(prompt, context, template, values, deadline)
         chosen = rerank.choose(candidates, self.evidence(context)) if len(candidates) > 1 else None
         alternatives = [c.as_dict() for c in candidates] if len(candidates) > 1 else None

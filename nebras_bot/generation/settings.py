@@ -30,6 +30,9 @@ MODE_REPHRASE = "rephrase"
 MODE_GENERATE = "generate"
 MODES = (MODE_REPHRASE, MODE_GENERATE)
 FAST_PATHS = ("off", "fp32", "int8", "bf16", "w8", "w4", "auto")  # nebras_bot.generation.fastpath
+RERANK_ALWAYS = "always"  # sample candidates for every reply
+RERANK_REFUSED = "refused"  # only when the greedy reply is refused (placeholders, guard, topic check)
+RERANK_WHEN = (RERANK_ALWAYS, RERANK_REFUSED)
 DEVICE_AUTO = "auto"  # the first CUDA device when torch sees one, else the CPU (nebras_bot.generation.device)
 DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -48,6 +51,7 @@ MODEL_GENERATION_KEYS = (
     "max_history_turns", "max_prompt_tokens", "max_field_chars", "exemplars",
     "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty",
     "no_repeat_ngram_size", "min_chars", "max_chars", "max_repeated_ngram", "rerank_samples", "rerank_evidence",
+    "rerank_when",
 )
 MODEL_KEYS = MODEL_GENERATION_KEYS
 METADATA_PROMPT = "prompt"
@@ -108,6 +112,10 @@ class GenerationSettings(BaseSettings):
         "retrieved exemplar replies (0: the greedy reply only; nebras_bot.generation.rerank)",
     )
     rerank_evidence: int = Field(10, ge=0, description="exemplar replies (same intent, nearest messages) the candidates are compared with")
+    rerank_when: str = Field(
+        RERANK_ALWAYS, description="always: sample candidates for every reply; refused: only when the greedy reply "
+        "is refused, so a reply the guard passes costs nothing more",
+    )
 
     # --- safety nets
     timeout_s: float = Field(3.0, gt=0, description="per-reply time limit; over it the templated reply is sent")
@@ -129,9 +137,9 @@ class GenerationSettings(BaseSettings):
     class Config:
         env_prefix = "NEBRAS_GEN_"
 
-    @validator("mode", "fast_path")
+    @validator("mode", "fast_path", "rerank_when")
     def _known_choice(cls, value: str, field) -> str:  # noqa: N805 - pydantic validator
-        allowed = {"mode": MODES, "fast_path": FAST_PATHS}[field.name]
+        allowed = {"mode": MODES, "fast_path": FAST_PATHS, "rerank_when": RERANK_WHEN}[field.name]
         value = str(value).strip().lower()
         if value not in allowed:
             raise ValueError(f"{field.name} must be one of {', '.join(allowed)}, not {value!r}")

@@ -60,9 +60,10 @@ def exemplars() -> ExemplarIndex:
     )
 
 
-def reranking(loaded, greedy: str, samples: list[str], fail: bool = False, n: int = 3) -> ResponseGenerator:
-    generator = ResponseGenerator(loaded, GenerationSettings(torch_threads=1, timeout_s=5, rerank_samples=n, topic_top=0),
-                                  exemplar_index=exemplars())
+def reranking(loaded, greedy: str, samples: list[str], fail: bool = False, n: int = 3,
+              when: str = "always") -> ResponseGenerator:
+    settings = GenerationSettings(torch_threads=1, timeout_s=5, rerank_samples=n, topic_top=0, rerank_when=when)
+    generator = ResponseGenerator(loaded, settings, exemplar_index=exemplars())
     generator.decoder = Scripted(greedy)
     generator.sampler = Scripted(greedy, samples, fail)
     return generator
@@ -113,6 +114,17 @@ def test_a_sample_replaces_a_greedy_reply_the_guard_refused(loaded):
     assert result.candidates[0]["reason"].startswith("unknown_id")
 
 
+def test_rerank_when_refused_samples_only_for_a_refused_greedy_reply(loaded):
+    passing = reranking(loaded, ODD, [TYPICAL], when="refused")
+    result = passing.reply(CONTEXT, TEMPLATE)
+    assert result.text == ODD and result.candidates is None and passing.sampler.sampled == []
+    refused = reranking(loaded, "Your order 99999 ships tomorrow.", [ODD, TYPICAL], when="refused")
+    result = refused.reply(CONTEXT, TEMPLATE)
+    assert result.generated and result.chosen == 2 and refused.sampler.sampled == [3]
+    with pytest.raises(ValueError, match="rerank_when"):
+        GenerationSettings(rerank_when="sometimes")
+
+
 def test_the_template_when_no_candidate_passes_with_the_greedy_reason(loaded):
     generator = reranking(loaded, "Your order 99999 ships tomorrow.", ["Call 555-0100 now.", "{refund_id} is done."])
     result = generator.reply(CONTEXT, TEMPLATE)
@@ -132,8 +144,8 @@ def test_no_sampler_without_rerank_samples(loaded):
 
 
 def test_a_model_may_ship_reranking_in_its_nebras_json():
-    assert model_settings({"generation": {"rerank_samples": 4, "rerank_evidence": 5}}) == {
-        "rerank_samples": 4, "rerank_evidence": 5}
+    assert model_settings({"generation": {"rerank_samples": 4, "rerank_evidence": 5, "rerank_when": "refused"}}) == {
+        "rerank_samples": 4, "rerank_evidence": 5, "rerank_when": "refused"}
 
 
 # ------------------------------------------------------------------ the sampler
