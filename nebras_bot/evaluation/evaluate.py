@@ -203,7 +203,7 @@ def run_evaluation(
     Returns the metrics dict (the content of metrics.json).
     """
     from nebras_bot.evaluation.serving_path import build_generator, generation_mode, loaded_model, prompt_for, reply_inputs
-    from nebras_bot.generation.generator import LAST_RESORT_TEXT
+    from nebras_bot.generation.generator import LAST_RESORT_TEXT, templated_text
 
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
@@ -272,7 +272,7 @@ def run_evaluation(
                     "prompt_template": prompt_template,
                     "prior_instruction": prior.instruction if prior else None,
                     **({"candidates": candidates, "chosen": getattr(result, "chosen", None),
-                          "fallback_text": (template or "").strip() or LAST_RESORT_TEXT}
+                          "fallback_text": templated_text(template)}
                        if candidates else {}),
                 })
                 bar.update(1)

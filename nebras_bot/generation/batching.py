@@ -289,7 +289,7 @@ class GreedyEngine:
         """Greedy completions for ``requests`` (one batch), in the same order."""
         if not requests:
             return []
-        return self._finish(self.open(requests, started=started), len(requests))
+        return self.finish(self.open(requests, started=started), len(requests))
 
     def decode_rows(self, rows, prompts, logits, cache, mask, positions, started) -> List[Completion]:
         """Greedy steps after a prefill (``prefill``) until every row has stopped.
@@ -300,12 +300,15 @@ class GreedyEngine:
             rows=list(rows), tags=list(range(len(rows))), prompt_tokens=[len(ids) for ids in prompts],
             started=[started] * len(rows), logits=logits, cache=cache, mask=mask, positions=positions,
         )
-        return self._finish(batch, len(rows))
+        return self.finish(batch, len(rows))
 
-    def _finish(self, batch: "LiveBatch", count: int) -> List[Completion]:
+    def finish(self, batch: "LiveBatch", count: int,
+               pick: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> List[Completion]:
+        """:meth:`step` until every row of ``batch`` (tags ``0..count-1``) has stopped; the
+        completions in tag order. ``pick``: as for :meth:`step`."""
         results: List[Optional[Completion]] = [None] * count
         while batch.rows:
-            for tag, completion in self.step(batch):
+            for tag, completion in self.step(batch, pick=pick):
                 results[tag] = completion
         return results  # type: ignore[return-value]
 
@@ -337,6 +340,19 @@ class LiveBatch:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @torch.inference_mode()
+    def repeat(self, requests: Sequence[DecodeRequest]) -> None:
+        """This one-row batch, after its prompt pass, as ``len(requests)`` rows sharing that prompt
+        (tags ``0..n-1``): the cache, mask, positions and logits repeated, no second prompt pass."""
+        if len(self.rows) != 1:
+            raise ValueError(f"only a one-row batch can be repeated, not {len(self.rows)} rows")
+        n = len(requests)
+        self.cache.batch_repeat_interleave(n)
+        self.logits, self.mask, self.positions = (t.repeat_interleave(n, dim=0) for t in (self.logits, self.mask, self.positions))
+        self.rows = [Row(request) for request in requests]
+        self.tags = list(range(n))
+        self.prompt_tokens, self.started = self.prompt_tokens * n, self.started * n
 
     def select(self, keep: List[int]) -> None:
         """Keep only the rows at ``keep``; drop cache columns that are padding for every kept row."""

@@ -36,7 +36,7 @@ from typing import Any, List, Mapping, Optional
 
 from nebras_bot.generation import constraints, guard, placeholders, rerank
 from nebras_bot.generation.batching import GreedyEngine
-from nebras_bot.generation.decoding import STOP_LENGTH, STOP_TIME
+from nebras_bot.generation.decoding import STOP_LENGTH, STOP_TIME, Completion
 from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
 from nebras_bot.generation.prompt import PromptContext, build_prompt
 from nebras_bot.generation.rerank import Candidate
@@ -227,7 +227,7 @@ class ResponseGenerator:
 
     def fallback(self, template: Optional[str], reason: str, started: float, **extra: Any) -> GenerationResult:
         """The templated reply (never empty), with the reason logged and counted."""
-        text = (template or "").strip() or LAST_RESORT_TEXT
+        text = templated_text(template)
         metrics.FALLBACKS.labels(reason=metrics.fallback_reason_label(reason)).inc()
         logger.info(
             "generated reply rejected, sending the templated reply: %s (channel %s)", reason, extra.get("channel")
@@ -270,16 +270,13 @@ class ResponseGenerator:
             logger.exception("generation failed")
             metrics.ERRORS.labels(component="generation").inc()
             return self.fallback(template, f"{ERROR}: {type(error).__name__}", started, prompt=prompt, channel=channel)
-        if completion.stopped_by == STOP_TIME and not guard.SENTENCE_END.search(completion.text):
-            # the deadline came before the first complete sentence: nothing worth sending
+        if _nothing_by_deadline(completion):
             return self.fallback(template, TIMEOUT, started, prompt=prompt, raw=raw, channel=channel)
         candidates = [self.vet(raw, context, template, values)]
         if self.sampler is not None and (self.settings.rerank_when == RERANK_ALWAYS or candidates[0].text is None):
             candidates += self.sampled_candidates(prompt, context, template, values, deadline)
-        chosen = rerank.choose(candidates, self.evidence(context)) if len(candidates) > 1 else None
+        chosen = rerank.choose(candidates, lambda: self.evidence(context))
         alternatives = [c.as_dict() for c in candidates] if len(candidates) > 1 else None
-        if chosen is None and candidates[0].text is not None:
-            chosen = 0
         if chosen is None:
             return self.fallback(template, candidates[0].reason, started, prompt=prompt, raw=raw, channel=channel,
                                  candidates=alternatives)
@@ -327,7 +324,7 @@ class ResponseGenerator:
             return []
         candidates = []
         for completion in completions:
-            if completion.stopped_by == STOP_TIME and not guard.SENTENCE_END.search(completion.text):
+            if _nothing_by_deadline(completion):
                 continue
             raw = _trim_unfinished(completion.text, completion.stopped_by)
             if raw.strip():
@@ -377,6 +374,16 @@ class ResponseGenerator:
         close_decoder = getattr(self.decoder, "close", None)  # the batching worker's thread
         if close_decoder is not None:
             close_decoder()
+
+
+def templated_text(template: Optional[str]) -> str:
+    """What a fallback sends for ``template``: the template, or :data:`LAST_RESORT_TEXT` when it is empty."""
+    return (template or "").strip() or LAST_RESORT_TEXT
+
+
+def _nothing_by_deadline(completion: Completion) -> bool:
+    """The deadline came before the completion's first complete sentence: nothing worth sending."""
+    return completion.stopped_by == STOP_TIME and not guard.SENTENCE_END.search(completion.text)
 
 
 def _latest_user_text(context: PromptContext) -> str:

@@ -26,13 +26,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from nebras_bot.generation.batching import DecodeRequest, GreedyEngine, Row
+from nebras_bot.generation.batching import DecodeRequest, GreedyEngine
 from nebras_bot.generation.decoding import Completion
-from nebras_bot.generation.device import attention_kernels
 from nebras_bot.generation.retrieval import NGRAM_RANGE
 
 
@@ -67,12 +66,14 @@ def typicality(candidates: Sequence[str], evidence: Sequence[str] = ()) -> List[
     return [float((similarity[i].sum() - similarity[i, i]) / others) for i in range(len(candidates))]
 
 
-def choose(candidates: Sequence[Candidate], evidence: Sequence[str] = ()) -> Optional[int]:
-    """Index of the candidate to send: among those that passed, the most typical (None: none passed)."""
+def choose(candidates: Sequence[Candidate], evidence: Callable[[], Sequence[str]] = tuple) -> Optional[int]:
+    """Index of the candidate to send: among those that passed, the most typical (None: none passed).
+    ``evidence`` gives the texts they are also compared with; it is called only when two or more
+    candidates passed (there is nothing to choose otherwise)."""
     passed = [i for i, candidate in enumerate(candidates) if candidate.text is not None]
     if len(passed) <= 1:
         return passed[0] if passed else None
-    scores = typicality([candidates[i].raw for i in passed], evidence)
+    scores = typicality([candidates[i].raw for i in passed], evidence())
     best = max(range(len(passed)), key=lambda j: (scores[j], -j))
     return passed[best]
 
@@ -116,21 +117,5 @@ class Sampler:
             else:
                 self._generator.seed()
             batch = engine.open(requests[:1], started=started)
-            results: List[Any] = [None] * n
-            with torch.inference_mode(), attention_kernels(engine.device):
-                _repeat(batch, requests)
-                while batch.rows:
-                    for tag, completion in engine.step(batch, pick=self.pick):
-                        results[tag] = completion
-        return results
-
-
-def _repeat(batch: Any, requests: Sequence[DecodeRequest]) -> None:
-    """A one-row batch after its prompt pass turned into ``len(requests)`` rows sharing that prompt."""
-    n = len(requests)
-    batch.cache.batch_repeat_interleave(n)
-    batch.logits, batch.mask, batch.positions = (t.repeat_interleave(n, dim=0) for t in (batch.logits, batch.mask, batch.positions))
-    batch.rows = [Row(request) for request in requests]
-    batch.tags = list(range(n))
-    batch.prompt_tokens = batch.prompt_tokens * n
-    batch.started = batch.started * n
+            batch.repeat(requests)
+            return engine.finish(batch, n, pick=self.pick)

@@ -90,7 +90,10 @@ def test_typicality_prefers_the_candidate_like_the_evidence():
     ],
 )
 def test_choose(candidates, expected):
-    assert rerank.choose(candidates, [TYPICAL.replace("You can", "Please")]) == expected
+    asked = []
+    evidence = lambda: asked.append(1) or [TYPICAL.replace("You can", "Please")]  # noqa: E731
+    assert rerank.choose(candidates, evidence) == expected
+    assert bool(asked) == (sum(c.text is not None for c in candidates) > 1)  # retrieved only to choose
 
 
 # ------------------------------------------------------------------ in the generator
