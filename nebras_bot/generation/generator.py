@@ -13,7 +13,8 @@ reason logged and counted (``nebras_fallbacks_total{reason=...}``):
    reply's timeout; a reply cut by the token limit or the deadline keeps its complete sentences
    (-> ``timeout`` when the deadline came before the first one);
 5. placeholders filled from slots and entities -> ``missing_placeholder: name``;
-6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason;
+6. the output guard (:func:`nebras_bot.generation.guard.check`) -> its reason; then a reply that asks
+   for a value the conversation holds (:mod:`nebras_bot.generation.known`) -> ``asks_known: slot``;
 7. the topic check (:class:`nebras_bot.generation.topic.TopicCheck`, over the exemplar index's
    replies) -> ``off_topic: reads as <intent>`` when the reply is about another intent;
 8. with ``rerank_samples`` > 0, that many sampled replies go through steps 5-7 as well (for every
@@ -34,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, List, Mapping, Optional
 
-from nebras_bot.generation import constraints, guard, placeholders, rerank
+from nebras_bot.generation import constraints, guard, known, placeholders, rerank
 from nebras_bot.generation.batching import GreedyEngine
 from nebras_bot.generation.decoding import STOP_LENGTH, STOP_TIME, Completion
 from nebras_bot.generation.loader import METADATA_FILE, LoadedModel, ModelLoadError, load_causal_lm, read_metadata
@@ -291,8 +292,8 @@ class ResponseGenerator:
         )
 
     def vet(self, raw: str, context: PromptContext, template: Optional[str], values: Mapping[str, Any]) -> Candidate:
-        """``raw`` filled and checked: placeholders (steps 5), the guard with the loop cut (6), the
-        topic check (7). The candidate's ``text`` is None and its ``reason`` says why when refused."""
+        """``raw`` filled and checked: placeholders (steps 5), the guard with the loop cut and the
+        asking-again rule (6), the topic check (7). The candidate's ``text`` is None and its ``reason`` says why when refused."""
         filled = placeholders.fill(raw, values)
         if filled is None:
             missing = ", ".join(placeholders.missing(raw, values))
@@ -303,6 +304,8 @@ class ResponseGenerator:
             if shorter is not None and self.check(shorter, context, template, values) is None:
                 logger.info("generated reply cut before it repeats itself (%s): %d -> %d chars", reason, len(filled), len(shorter))
                 filled, reason = shorter, None
+        if reason is None:
+            reason = known.asks_for_known(filled, values)
         if reason is None and self.topic_check is not None:
             reason = self.topic_check.check(filled, context.intent)
         return Candidate(raw, filled if reason is None else None, reason)

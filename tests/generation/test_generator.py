@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nebras_bot.generation import guard, placeholders
+from nebras_bot.generation import guard, known, placeholders
 from nebras_bot.generation.decoding import Completion
 from nebras_bot.generation.generator import LAST_RESORT_TEXT, ResponseGenerator
 from nebras_bot.generation.loader import tiny_gpt2
@@ -82,6 +82,7 @@ REJECTIONS = [
     ("See https://track.example.net/x for status.", guard.UNKNOWN_URL),
     ("Your ticket TCK-ZZ9999 is open.", guard.UNKNOWN_ID),
     ("Hello {person_name}, your order is here.", guard.MISSING_PLACEHOLDER),
+    ("To check it, could you please provide me with your order number?", known.ASKS_KNOWN),  # slot order_id holds it
 ]
 
 
