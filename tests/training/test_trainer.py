@@ -161,3 +161,12 @@ def test_lora_trains_only_adapters_and_saves_a_merged_model(tiny_dataset: Path, 
     changed = [k for k in base if k in merged and not torch.equal(base[k], merged[k])]
     assert changed  # the LoRA update went into the weights ...
     assert not [k for k in changed if "wte" in k or "wpe" in k or ".ln_" in k]  # ... and only the adapted layers
+
+
+def test_the_lr_candidate_is_the_default_with_only_the_learning_rate_doubled():
+    """``default-lr2e-3`` (twelfth session) must differ from ``default`` in its learning rate alone,
+    or its measured comparison no longer says what it says."""
+    default, candidate = load_recipe("default"), load_recipe("default-lr2e-3")
+    assert candidate.lr == 2 * default.lr == 0.002
+    differing = {key for key, value in default.dict().items() if candidate.dict()[key] != value}
+    assert differing == {"name", "description", "lr"}
