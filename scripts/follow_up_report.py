@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nebras_bot import paths  # noqa: E402
 from nebras_bot.evaluation.baselines import IntentTemplateBaseline, fill_known  # noqa: E402
 from nebras_bot.evaluation.settings import EvaluationSettings  # noqa: E402
-from nebras_bot.generation.prompt import PromptContext, PromptTurn  # noqa: E402
+from nebras_bot.generation.prompt import PromptTurn, after_exchange  # noqa: E402
 
 ORDER_ID = "48213"
-OPENING = (PromptTurn("user", f"hi, my order number is {ORDER_ID}"), PromptTurn("agent", f"Thanks, I noted order {ORDER_ID}."))
+SLOTS = {"order_id": ORDER_ID}
+OPENING_MESSAGE, OPENING_REPLY = f"hi, my order number is {ORDER_ID}", f"Thanks, I noted order {ORDER_ID}."
 QUESTIONS = (
     ("cancel_order", "I want to cancel it"),
     ("track_order", "where is it now?"),
@@ -39,6 +40,7 @@ QUESTIONS = (
 
 
 def run(model: str, timeout_s: float) -> List[dict]:
+    from nebras_bot.evaluation.evaluate import first_turn_context
     from nebras_bot.evaluation.serving_path import build_generator, generation_mode, reply_inputs
     from nebras_bot.generation import placeholders
     from nebras_bot.generation.known import asks_for_known
@@ -46,20 +48,21 @@ def run(model: str, timeout_s: float) -> List[dict]:
     settings = EvaluationSettings()
     templates = IntentTemplateBaseline.from_domain(paths.home() / settings.domain, paths.home() / settings.domain_dir)
     generator = build_generator(model, timeout_s=timeout_s)
-    mode, slots = generation_mode(generator), {"order_id": ORDER_ID}
+    mode = generation_mode(generator)
+    generative = fill_known(templates.generative, SLOTS) if templates.generative else None
     rows = []
     for intent, question in QUESTIONS:
-        generative = fill_known(templates.generative, slots) if templates.generative else None
-        prompt_template, template = reply_inputs(templates.template(intent, slots), generative, mode)
-        context = PromptContext(history=[*OPENING, PromptTurn("user", question)], intent=intent, slots=dict(slots),
-                                template=prompt_template)
-        result = generator.reply(context, template, dict(slots))
+        prompt_template, template = reply_inputs(templates.template(intent, SLOTS), generative, mode)
+        # the question has no entities of its own; the order number is a slot from the earlier exchange
+        context = after_exchange(first_turn_context(question, intent, {}, prompt_template),
+                                 PromptTurn("user", OPENING_MESSAGE), OPENING_REPLY, SLOTS)
+        result = generator.reply(context, template, dict(SLOTS))
         greedy = (result.candidates[0]["raw"] if result.candidates else result.raw) or ""
         rows.append({
             "intent": intent, "question": question, "generated": bool(result.generated), "reason": result.reason,
             "keeps_order_id": ORDER_ID in result.text, "text": result.text,
             # what the greedy reply did, sent or not: does the model itself still ask again?
-            "greedy_asks_again": bool(asks_for_known(placeholders.fill(greedy, slots) or greedy, slots)),
+            "greedy_asks_again": bool(asks_for_known(placeholders.fill(greedy, SLOTS) or greedy, SLOTS)),
         })
     return rows
 

@@ -293,7 +293,8 @@ class ResponseGenerator:
 
     def vet(self, raw: str, context: PromptContext, template: Optional[str], values: Mapping[str, Any]) -> Candidate:
         """``raw`` filled and checked: placeholders (steps 5), the guard with the loop cut and the
-        asking-again rule (6), the topic check (7). The candidate's ``text`` is None and its ``reason`` says why when refused."""
+        asking-again rule (6), the topic check (7). The candidate's ``text`` is None and its
+        ``reason`` says why when refused."""
         filled = placeholders.fill(raw, values)
         if filled is None:
             missing = ", ".join(placeholders.missing(raw, values))

@@ -9,8 +9,8 @@ reply goes out instead.
 
 "Asks" is read per sentence: a request ("provide", "share", "send me", "let me know", "could I have",
 "I'll need", ... but not "provide you with") followed in the same sentence by the slot's noun after
-"your" or "the" ("your order number", "the invoice ID"). A sentence that contains the value itself ("please keep your order number 48213 at
-hand") does not ask for it. Only the slots a customer is asked for are read: order id, invoice
+"your" or "the" ("your order number", "the invoice ID"). A sentence that contains the value itself
+("please keep your order number 48213 at hand") does not ask for it. Only the slots a customer is asked for are read: order id, invoice
 id, email, name.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional
 
 from nebras_bot.entities import EMAIL, INVOICE_ID, ORDER_ID, PERSON_NAME, slot_for_name
 from nebras_bot.generation.guard import SENTENCE_END
+from nebras_bot.generation.placeholders import value_text
 
 ASKS_KNOWN = "asks_known"
 
@@ -39,11 +40,11 @@ SLOT_NOUNS: Mapping[str, "re.Pattern[str]"] = {
 
 
 def _known(values: Mapping[str, Any]) -> dict[str, str]:
-    """Slot -> value text, for the slots of :data:`SLOT_NOUNS` with a usable value (other names of
-    a slot count: ``order_number`` is ``order_id``)."""
+    """Slot -> value text, for the slots of :data:`SLOT_NOUNS` with a usable value (as placeholders
+    read values; other names of a slot count: ``order_number`` is ``order_id``)."""
     known: dict[str, str] = {}
     for name, value in values.items():
-        text = str(value).strip() if value is not None and not isinstance(value, (dict, bool)) else ""
+        text = value_text(value)
         slot = name if name in SLOT_NOUNS else slot_for_name(name)
         if text and slot in SLOT_NOUNS:
             known.setdefault(slot, text)

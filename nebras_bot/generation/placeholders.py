@@ -33,11 +33,11 @@ def placeholders_in(text: str) -> list[str]:
     return [name_of(match) for match in PLACEHOLDER.finditer(text)]
 
 
-def _value_text(value: Any) -> Optional[str]:
+def value_text(value: Any) -> Optional[str]:
     if value is None or isinstance(value, (dict, bool)):
         return None
     if isinstance(value, (list, tuple)):
-        parts = [_value_text(item) for item in value]
+        parts = [value_text(item) for item in value]
         parts = [part for part in parts if part]
         return ", ".join(parts) if parts else None
     text = str(value).strip()
@@ -46,11 +46,11 @@ def _value_text(value: Any) -> Optional[str]:
 
 def value_for(name: str, values: Mapping[str, Any]) -> Optional[str]:
     """The text for placeholder ``name``: its own value, else the value of the slot it names."""
-    text = _value_text(values.get(name))
+    text = value_text(values.get(name))
     if text is None:
         slot = slot_for_name(name)
         if slot is not None and slot != name:
-            text = _value_text(values.get(slot))
+            text = value_text(values.get(slot))
     return text
 
 
@@ -81,7 +81,7 @@ def merge_values(*sources: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for source in sources:
         for key, value in (source or {}).items():
-            if _value_text(value) is not None:
+            if value_text(value) is not None:
                 merged[key] = value
     return merged
 
@@ -89,6 +89,6 @@ def merge_values(*sources: Optional[Mapping[str, Any]]) -> dict[str, Any]:
 def value_texts(values: Mapping[str, Any]) -> Iterable[str]:
     """The text form of every usable value (what the output guard may see in a reply)."""
     for value in values.values():
-        text = _value_text(value)
+        text = value_text(value)
         if text is not None:
             yield text
