@@ -21,7 +21,9 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -271,13 +273,30 @@ def tokenizer_from_gguf(gguf: Path):
     return tokenizer
 
 
+def publish_directory(partial: Path, target: Path, replace: bool = False) -> Path:
+    """Move a finished ``partial`` directory to ``target`` in one rename; return ``target``.
+
+    A half-written directory is never mistaken for a finished one. When another process published
+    a complete ``target`` first (it has ``config.json``), that one is kept and ``partial`` removed,
+    unless ``replace``; an incomplete ``target`` (an interrupted older run) is replaced.
+    """
+    complete = (target / "config.json").is_file()
+    if target.exists() and (replace or not complete):
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(partial, target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # a concurrent conversion finished first: use its copy
+    return target
+
+
 def convert_smollm2(target: Optional[Path] = None, force: bool = False) -> Path:
     """De-quantise the packaged GGUF into a ``save_pretrained`` directory once; return the directory."""
     target = Path(target) if target is not None else smollm2_cache_dir()
     if (target / "config.json").is_file() and not force:
         return target
-    import shutil
-
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
 
@@ -293,17 +312,20 @@ def convert_smollm2(target: Optional[Path] = None, force: bool = False) -> Path:
         model.config.pad_token_id = tokenizer.pad_token_id
         steps.update()
         steps.set_postfix_str("saving")
-        partial = target.with_name(target.name + ".partial")
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        metadata = {METADATA_VERSION_KEY: SMOLLM2_CACHE_NAME, "base_model": SMOLLM2_GGUF, "source": str(gguf)}
-        (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(partial, target)  # a half-written cache is never mistaken for a finished one
+        # One scratch directory per process: two trainings started together on a fresh machine both
+        # convert, and neither may delete or overwrite the other's files (see publish_directory).
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=target.parent))
+        partial.chmod(0o755)  # mkdtemp's 0700 would hide the cache from other users (a container's runtime user)
+        try:
+            model.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
+            metadata = {METADATA_VERSION_KEY: SMOLLM2_CACHE_NAME, "base_model": SMOLLM2_GGUF, "source": str(gguf)}
+            (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        publish_directory(partial, target, replace=force)
         steps.update()
     return target
 

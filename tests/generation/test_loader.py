@@ -132,3 +132,33 @@ def test_smollm2_converts_once_and_loads(tmp_path, monkeypatch, capfd):
     inputs = loaded.tokenizer(" Hello", return_tensors="pt")
     with torch.no_grad():
         assert loaded.model(**inputs).logits.shape[-1] == 49152
+
+
+def _finished(directory: Path, marker: str) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text("{}", encoding="utf-8")
+    (directory / "marker").write_text(marker, encoding="utf-8")
+    return directory
+
+
+@pytest.mark.parametrize(
+    "existing, replace, kept",
+    [
+        (None, False, "ours"),  # first conversion: moved into place
+        ("complete", False, "theirs"),  # a concurrent conversion finished first: its copy stays
+        ("complete", True, "ours"),  # --force style: replaced
+        ("incomplete", False, "ours"),  # an interrupted older run: replaced
+    ],
+)
+def test_publish_directory_is_one_rename_and_keeps_a_finished_copy(tmp_path, existing, replace, kept):
+    target = tmp_path / "smollm2"
+    if existing == "complete":
+        _finished(target, "theirs")
+    elif existing == "incomplete":
+        target.mkdir()
+        (target / "model.safetensors").write_text("half", encoding="utf-8")
+    partial = _finished(tmp_path / "smollm2.x.partial", "ours")
+    assert loader.publish_directory(partial, target, replace=replace) == target
+    assert (target / "marker").read_text(encoding="utf-8") == kept
+    assert not partial.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2"]
