@@ -23,7 +23,9 @@ from nebras_bot.data import bitext, cleaning
 from nebras_bot.data.dedup import group_key, remove_duplicates
 from nebras_bot.data.records import AGENT, SOURCE_BITEXT, SOURCE_DOMAIN, USER, Dialogue, Turn
 from nebras_bot.data.settings import DOMAIN_RESPONSES_ALWAYS, DOMAIN_RESPONSES_AUTO, DataSettings
-from nebras_bot.data.sources import bitext_dialogues, domain_response_dialogues, jsonl_dialogues, story_dialogues
+from nebras_bot.data.sources import (
+    bitext_dialogues, domain_response_dialogues, jsonl_dialogues, rule_response_dialogues, story_dialogues,
+)
 from nebras_bot.data.split import SPLITS, stratified_split
 
 logger = logging.getLogger(__name__)
@@ -110,6 +112,12 @@ def collect(
         except Exception as error:  # same: keep whatever else there is
             logger.error("could not read the domain responses (%s); continuing without them", error)
             stats["domain_responses_unreadable"] += 1
+    if settings.rule_responses and domain is not None and stories:
+        try:
+            dialogues.extend(rule_response_dialogues(domain, stories, settings.rule_responses, stats))
+        except Exception as error:  # same: keep whatever else there is
+            logger.error("could not read the rules' responses (%s); continuing without them", error)
+            stats["rule_responses_unreadable"] += 1
     dialogues.extend(jsonl_dialogues(logs))
     return dialogues
 

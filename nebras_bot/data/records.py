@@ -18,9 +18,10 @@ Role = Literal["user", "agent"]
 SOURCE_BITEXT = "bitext"
 SOURCE_STORIES = "rasa_stories"
 SOURCE_DOMAIN = "rasa_domain"  # NLU examples paired with the domain's utter_<intent> reply
+SOURCE_RULES = "rasa_rules"  # NLU examples paired with the generated response a rule sends (out of scope)
 SOURCE_TICKETS = "tickets"
 SOURCE_CONVERSATIONS = "conversations"
-SOURCES = (SOURCE_BITEXT, SOURCE_STORIES, SOURCE_DOMAIN, SOURCE_TICKETS, SOURCE_CONVERSATIONS)
+SOURCES = (SOURCE_BITEXT, SOURCE_STORIES, SOURCE_DOMAIN, SOURCE_RULES, SOURCE_TICKETS, SOURCE_CONVERSATIONS)
 
 
 class Turn(BaseModel):

@@ -21,6 +21,9 @@ DEFAULT_BITEXT_FILES: Tuple[str, ...] = ("responses.csv",)
 DOMAIN_RESPONSES_AUTO = "auto"
 DOMAIN_RESPONSES_ALWAYS = "always"
 DOMAIN_RESPONSES_NEVER = "never"
+# Responses whose rules become training exchanges (every NLU example of the rule's intent -> the
+# response's text variants): the generated reply to out-of-scope messages, which Bitext never shows.
+DEFAULT_RULE_RESPONSES: Tuple[str, ...] = ("utter_generative",)
 
 
 class DataSettings(BaseSettings):
@@ -36,6 +39,7 @@ class DataSettings(BaseSettings):
     bitext_files: Tuple[str, ...] = DEFAULT_BITEXT_FILES
     include_stories: bool = True
     domain_responses: str = DOMAIN_RESPONSES_AUTO
+    rule_responses: Tuple[str, ...] = DEFAULT_RULE_RESPONSES
 
     @validator("domain_responses")
     def _known_mode(cls, value: str) -> str:  # noqa: N805

@@ -11,6 +11,9 @@
 - The assistant's domain responses: every NLU example of an intent paired with the domain's
   ``utter_<intent>`` reply (each text variant in turn), so a machine without Bitext still gets a
   few hundred single-exchange dialogues (``nebras data prepare`` adds them when there is no Bitext).
+- The assistant's rules that answer an intent with a generated response (``utter_generative`` for
+  ``out_of_scope``): every NLU example of the intent paired with that response's text variants.
+  Bitext has no out-of-scope rows, so without them the model has never seen what such a reply is.
 - Logged conversations and tickets: JSON Lines of ``Dialogue`` records (the continuous-learning
   loop writes these).
 """
@@ -26,7 +29,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from nebras_bot.data import bitext
 from nebras_bot.data.records import (
-    AGENT, SOURCE_BITEXT, SOURCE_DOMAIN, SOURCE_STORIES, USER, Dialogue, Turn, read_jsonl,
+    AGENT, SOURCE_BITEXT, SOURCE_DOMAIN, SOURCE_RULES, SOURCE_STORIES, USER, Dialogue, Turn, read_jsonl,
 )
 
 logger = logging.getLogger(__name__)
@@ -204,6 +207,33 @@ def story_dialogues(
             stats["story_without_text_exchange"] += 1
 
 
+def _text_variants(domain, response: str) -> List[str]:
+    """The unconditional text variants of a domain response."""
+    return [v["text"] for v in domain.responses.get(response) or [] if v.get("text") and not v.get("condition")]
+
+
+def _example_dialogues(
+    intent: str, examples: List[Tuple[str, List[dict]]], response: str, variants: List[str], source: str,
+    id_prefix: str, stats: Counter,
+) -> Iterator[Dialogue]:
+    """Each NLU example of ``intent`` -> variant ``i mod n`` of ``response``; a variant with a
+    placeholder the example has no value for is skipped (counted)."""
+    for number, (text, entities) in enumerate(examples):
+        found = {e["entity"]: str(e.get("value", "")) for e in entities if e.get("value")}
+        reply = variants[number % len(variants)]
+        missing = [name for name in re.findall(r"\{(\w+)\}", reply) if name not in found]
+        if missing:
+            stats["domain_response_missing_slot"] += 1
+            continue
+        yield Dialogue(
+            id=f"{id_prefix}-{intent}-{number:04d}-{stable_id(text, reply)[:6]}",
+            source=source,
+            turns=[Turn(role=USER, text=text, intent=intent, entities=found), Turn(role=AGENT, text=reply)],
+            slots=dict(found),
+            meta={"response": response},
+        )
+
+
 def domain_response_dialogues(
     domain_path: Path | str, data_paths: Sequence[Path | str], stats: Optional[Counter] = None
 ) -> Iterator[Dialogue]:
@@ -219,24 +249,42 @@ def domain_response_dialogues(
     importer = RasaFileImporter(domain_path=str(domain_path), training_data_paths=[str(p) for p in data_paths])
     domain = importer.get_domain()
     for intent, examples in sorted(_examples_by_intent(importer.get_nlu_data()).items()):
-        variants = [
-            v["text"] for v in domain.responses.get(f"utter_{intent}") or []
-            if v.get("text") and not v.get("condition")
-        ]
+        variants = _text_variants(domain, f"utter_{intent}")
         if not variants:
             stats["domain_intent_without_response"] += 1
             continue
-        for number, (text, entities) in enumerate(examples):
-            found = {e["entity"]: str(e.get("value", "")) for e in entities if e.get("value")}
-            reply = variants[number % len(variants)]
-            missing = [name for name in re.findall(r"\{(\w+)\}", reply) if name not in found]
-            if missing:
-                stats["domain_response_missing_slot"] += 1
-                continue
-            yield Dialogue(
-                id=f"domain-{intent}-{number:04d}-{stable_id(text, reply)[:6]}",
-                source=SOURCE_DOMAIN,
-                turns=[Turn(role=USER, text=text, intent=intent, entities=found), Turn(role=AGENT, text=reply)],
-                slots=dict(found),
-                meta={"response": f"utter_{intent}"},
-            )
+        yield from _example_dialogues(intent, examples, f"utter_{intent}", variants, SOURCE_DOMAIN, "domain", stats)
+
+
+def rule_response_dialogues(
+    domain_path: Path | str, data_paths: Sequence[Path | str], responses: Sequence[str],
+    stats: Optional[Counter] = None,
+) -> Iterator[Dialogue]:
+    """One-exchange dialogues from the rules that answer an intent with one of ``responses``.
+
+    A rule step ``intent: X`` directly followed by ``action: R`` (R in ``responses``) pairs every
+    NLU example of X with R's text variants in turn, as ``domain_response_dialogues`` does.
+    """
+    from rasa.shared.core.events import ActionExecuted, UserUttered
+    from rasa.shared.core.training_data.structures import RuleStep
+    from rasa.shared.importers.rasa import RasaFileImporter
+
+    stats = stats if stats is not None else Counter()
+    importer = RasaFileImporter(domain_path=str(domain_path), training_data_paths=[str(p) for p in data_paths])
+    domain = importer.get_domain()
+    pairs = set()
+    for step in importer.get_stories().story_steps:
+        if not isinstance(step, RuleStep):
+            continue
+        events = [e for e in step.events if isinstance(e, (UserUttered, ActionExecuted))]
+        for first, second in zip(events, events[1:]):
+            if isinstance(first, UserUttered) and isinstance(second, ActionExecuted) and first.intent_name \
+                    and second.action_name in responses:
+                pairs.add((first.intent_name, second.action_name))
+    examples = _examples_by_intent(importer.get_nlu_data())
+    for intent, response in sorted(pairs):
+        variants = _text_variants(domain, response)
+        if not variants or not examples.get(intent):
+            stats["rule_response_without_text_or_examples"] += 1
+            continue
+        yield from _example_dialogues(intent, examples[intent], response, variants, SOURCE_RULES, "rule", stats)

@@ -49,9 +49,9 @@ def test_prepare_writes_a_versioned_clean_dataset(bitext_dir: Path, tmp_path: Pa
         assert (directory / f"{name}.jsonl").is_file() and (directory / f"{name}.csv").is_file()
     card = json.loads((directory / "data_card.json").read_text())
     assert card["removed"] == {"exact_duplicate": 2, "reply_too_short": 1}
-    assert card["raw_dialogues_per_source"] == {"bitext": 18, "rasa_stories": 1}
-    assert sum(card["dialogues_per_split"].values()) == 16
-    assert set(card["per_intent"]) == {"track_order", "get_refund", "switch_account", "greet"}
+    assert card["raw_dialogues_per_source"] == {"bitext": 18, "rasa_rules": 3, "rasa_stories": 1}
+    assert sum(card["dialogues_per_split"].values()) == 19
+    assert set(card["per_intent"]) == {"track_order", "get_refund", "switch_account", "greet", "out_of_scope"}
     assert "CDLA-Sharing-1.0" in (directory / "data_card.md").read_text()
 
     everything = ""
@@ -105,8 +105,47 @@ def test_domain_response_dialogues_pair_nlu_examples_with_utter_intent() -> None
     ]
     assert {d.source for d in dialogues} == {"rasa_domain"}
     assert [d.slots for d in dialogues if d.turns[0].intent == "track_order"] == [{"order_id": "12345"}]
-    # "where is my order" has no order id for the reply's {order_id}; inform has no utter_inform.
-    assert stats == Counter(domain_response_missing_slot=1, domain_intent_without_response=1)
+    # "where is my order" has no order id for the reply's {order_id}; inform and out_of_scope have
+    # no utter_<intent>.
+    assert stats == Counter(domain_response_missing_slot=1, domain_intent_without_response=2)
+
+
+def test_rule_response_dialogues_teach_the_out_of_scope_reply() -> None:
+    from collections import Counter
+
+    from nebras_bot.data.sources import rule_response_dialogues
+
+    stats: Counter = Counter()
+    dialogues = list(rule_response_dialogues(RASA / "domain.yml", [RASA / "data"], ["utter_generative"], stats))
+    pairs = [(d.turns[0].text, d.turns[0].intent, d.turns[1].text) for d in dialogues]
+    # the variants in turn; the greet rule sends utter_greet, which is not asked for
+    assert pairs == [
+        ("tell me a joke", "out_of_scope", "Sorry, I can only help with orders."),
+        ("what's the weather", "out_of_scope", "That is not something I can do; ask me about an order."),
+        ("write me a poem", "out_of_scope", "Sorry, I can only help with orders."),
+    ]
+    assert {d.source for d in dialogues} == {"rasa_rules"}
+    assert {d.meta["response"] for d in dialogues} == {"utter_generative"}
+    assert len({d.id for d in dialogues}) == 3 and not stats
+    assert list(rule_response_dialogues(RASA / "domain.yml", [RASA / "data"], ["utter_goodbye"])) == []
+    greet = list(rule_response_dialogues(RASA / "domain.yml", [RASA / "data"], ["utter_greet"]))
+    assert sorted(d.turns[0].text for d in greet) == ["hello there", "hi"]
+
+
+@pytest.mark.parametrize("responses, expected", [(("utter_generative",), 3), ((), 0)])
+def test_rule_responses_reach_training_but_not_the_scored_csvs(
+    responses: tuple, expected: int, bitext_dir: Path, tmp_path: Path
+) -> None:
+    settings = DataSettings(validation_fraction=0.2, test_fraction=0.2, rule_responses=responses)
+    dataset = prepare(bitext_dir, tmp_path / "d", settings, domain=RASA / "domain.yml", stories=[RASA / "data"],
+                      progress=False)
+    assert dataset.card["raw_dialogues_per_source"].get("rasa_rules", 0) == expected
+    kept = [d for split in dataset.splits.values() for d in split if d.source == "rasa_rules"]
+    assert len(kept) == expected
+    # `nebras evaluate` scores Bitext-format rows only: a template reply is no reference
+    for name in ("train", "validation", "test"):
+        with (dataset.directory / f"{name}.csv").open(newline="", encoding="utf-8") as handle:
+            assert all(row["intent"] != "out_of_scope" for row in csv.DictReader(handle))
 
 
 @pytest.mark.parametrize("mode, with_bitext, expected_domain", [
@@ -140,7 +179,7 @@ def test_ensure_dataset_prepares_one_on_a_fresh_machine(tmp_path: Path, monkeypa
     first = ensure_dataset(progress=False)
     assert first.parent == project / "models" / "datasets"
     card = json.loads((first / "data_card.json").read_text())
-    assert card["raw_dialogues_per_source"] == {"rasa_domain": 3, "rasa_stories": 1}
+    assert card["raw_dialogues_per_source"] == {"rasa_domain": 3, "rasa_rules": 3, "rasa_stories": 1}
     rows = [row for name in ("train", "validation", "test") for row in csv.DictReader((first / f"{name}.csv").open())]
     assert len(rows) == 3  # the single exchanges are evaluable too
     assert ensure_dataset(progress=False) == first  # reused, not prepared again
