@@ -70,6 +70,11 @@ def read_reply(text: str) -> dict:
     }
 
 
+def useful(row: dict) -> bool:
+    """Declines and offers, without generic steps."""
+    return row["declines"] and row["offers"] and not row["steps"]
+
+
 def run(model: str, timeout_s: float) -> List[dict]:
     from nebras_bot.evaluation.evaluate import first_turn_context
     from nebras_bot.evaluation.serving_path import build_generator, generation_mode, reply_inputs
@@ -99,10 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         marks = ", ".join(name for name in ("declines", "offers", "steps") if row[name]) or "-"
         print(f"- {row['message']}: {status}; {marks}\n    {row['text']}")
     generated = [r for r in rows if r["generated"]]
-    useful = [r for r in generated if r["declines"] and r["offers"] and not r["steps"]]
     print(f"generated {len(generated)} of {len(rows)}; of those: declines {sum(r['declines'] for r in generated)}, "
           f"offers {sum(r['offers'] for r in generated)}, steps {sum(r['steps'] for r in generated)}, "
-          f"useful (declines and offers, no steps) {len(useful)}")
+          f"useful {sum(useful(r) for r in generated)}; useful replies sent (templates included): "
+          f"{sum(useful(r) for r in rows)} of {len(rows)}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

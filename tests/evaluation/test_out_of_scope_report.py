@@ -27,6 +27,7 @@ STEPS = "I understand. 1. Log in to your account. 2. Go to the Orders section."
 def test_a_reply_is_read_for_declining_offering_and_steps(text, declines, offers, steps):
     reading = report["read_reply"](text)
     assert (reading["declines"], reading["offers"], reading["steps"]) == (declines, offers, steps)
+    assert report["useful"](reading) == (declines and offers and not steps)
 
 
 class Replier:
@@ -53,3 +54,5 @@ def test_every_message_is_an_out_of_scope_first_turn_in_generate_mode(monkeypatc
         assert values == {}
     assert [r["steps"] for r in rows] == [False, True] * 6
     assert [r["declines"] for r in rows] == [True, False] * 6
+    assert report["main"](["--model", "unused"]) == 0
+    assert "useful replies sent (templates included): 6 of 12" in capsys.readouterr().out
