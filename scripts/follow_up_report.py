@@ -13,17 +13,14 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import List, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nebras_bot import paths  # noqa: E402
-from nebras_bot.evaluation.baselines import IntentTemplateBaseline, fill_known  # noqa: E402
-from nebras_bot.evaluation.settings import EvaluationSettings  # noqa: E402
+from nebras_bot.evaluation.baselines import fill_known  # noqa: E402
+from nebras_bot.evaluation.replay import parse_arguments, replay, save_rows  # noqa: E402
 from nebras_bot.generation.prompt import PromptTurn, after_exchange  # noqa: E402
 
 ORDER_ID = "48213"
@@ -41,18 +38,16 @@ QUESTIONS = (
 
 def run(model: str, timeout_s: float) -> List[dict]:
     from nebras_bot.evaluation.evaluate import first_turn_context
-    from nebras_bot.evaluation.serving_path import build_generator, generation_mode, reply_inputs
+    from nebras_bot.evaluation.serving_path import reply_inputs
     from nebras_bot.generation import placeholders
     from nebras_bot.generation.known import asks_for_known
 
-    settings = EvaluationSettings()
-    templates = IntentTemplateBaseline.from_domain(paths.home() / settings.domain, paths.home() / settings.domain_dir)
-    generator = build_generator(model, timeout_s=timeout_s)
-    mode = generation_mode(generator)
+    served = replay(model, timeout_s)
+    templates, generator = served.templates, served.generator
     generative = fill_known(templates.generative, SLOTS) if templates.generative else None
     rows = []
     for intent, question in QUESTIONS:
-        prompt_template, template = reply_inputs(templates.template(intent, SLOTS), generative, mode)
+        prompt_template, template = reply_inputs(templates.template(intent, SLOTS), generative, served.mode)
         # the question has no entities of its own; the order number is a slot from the earlier exchange
         context = after_exchange(first_turn_context(question, intent, {}, prompt_template),
                                  PromptTurn("user", OPENING_MESSAGE), OPENING_REPLY, SLOTS)
@@ -68,11 +63,7 @@ def run(model: str, timeout_s: float) -> List[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="models/nlg/current")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per reply (default 600: no cut)")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
-    args = parser.parse_args(argv)
+    args = parse_arguments(__doc__.split("\n")[0], argv)
     rows = run(args.model, args.timeout)
     for row in rows:
         status = "generated" if row["generated"] else f"template ({row['reason']})"
@@ -80,8 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"generated {sum(r['generated'] for r in rows)} of {len(rows)}, kept {ORDER_ID} in "
           f"{sum(r['keeps_order_id'] for r in rows)}, asked for it again (before the guard) in "
           f"{sum(r['greedy_asks_again'] for r in rows)}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    save_rows(args.json, rows)
     return 0
 
 

@@ -18,8 +18,6 @@ A useful reply declines and offers, without steps. Usage::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -27,9 +25,7 @@ from typing import List, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nebras_bot import paths  # noqa: E402
-from nebras_bot.evaluation.baselines import IntentTemplateBaseline  # noqa: E402
-from nebras_bot.evaluation.settings import EvaluationSettings  # noqa: E402
+from nebras_bot.evaluation.replay import parse_arguments, replay, save_rows  # noqa: E402
 
 INTENT = "out_of_scope"
 MESSAGES = (
@@ -77,27 +73,21 @@ def useful(row: dict) -> bool:
 
 def run(model: str, timeout_s: float) -> List[dict]:
     from nebras_bot.evaluation.evaluate import first_turn_context
-    from nebras_bot.evaluation.serving_path import build_generator, generation_mode, reply_inputs
+    from nebras_bot.evaluation.serving_path import reply_inputs
 
-    settings = EvaluationSettings()
-    templates = IntentTemplateBaseline.from_domain(paths.home() / settings.domain, paths.home() / settings.domain_dir)
-    generator = build_generator(model, timeout_s=timeout_s)
-    prompt_template, fallback = reply_inputs(templates.template(INTENT, {}), templates.generative,
-                                             generation_mode(generator))
+    served = replay(model, timeout_s)
+    prompt_template, fallback = reply_inputs(served.templates.template(INTENT, {}), served.templates.generative,
+                                             served.mode)
     rows = []
     for message in MESSAGES:
-        result = generator.reply(first_turn_context(message, INTENT, {}, prompt_template), fallback, {})
+        result = served.generator.reply(first_turn_context(message, INTENT, {}, prompt_template), fallback, {})
         rows.append({"message": message, "generated": bool(result.generated), "reason": result.reason,
                      "text": result.text, **read_reply(result.text)})
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="models/nlg/current")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per reply (default 600: no cut)")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
-    args = parser.parse_args(argv)
+    args = parse_arguments(__doc__.split("\n")[0], argv)
     rows = run(args.model, args.timeout)
     for row in rows:
         status = "generated" if row["generated"] else f"template ({row['reason']})"
@@ -108,8 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"offers {sum(r['offers'] for r in generated)}, steps {sum(r['steps'] for r in generated)}, "
           f"useful {sum(useful(r) for r in generated)}; useful replies sent (templates included): "
           f"{sum(useful(r) for r in rows)} of {len(rows)}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    save_rows(args.json, rows)
     return 0
 
 

@@ -16,7 +16,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from nebras_bot import paths
 from nebras_bot.data import bitext, cleaning
@@ -97,29 +97,32 @@ def collect(
         dialogues.extend(bitext_dialogues(bitext_dir, settings.bitext_files, stats))
     else:
         logger.warning("no Bitext directory (set NEBRAS_BITEXT_DIR or --bitext); using the other sources only")
-    if settings.include_stories and domain is not None and stories:
-        try:
-            dialogues.extend(story_dialogues(domain, stories, settings.seed, stats))
-        except Exception as error:  # a broken story file must not lose the rest of the data
-            logger.error("could not read Rasa stories (%s); continuing without them", error)
-            stats["stories_unreadable"] += 1
+    rasa_project = domain is not None and bool(stories)
+    if settings.include_stories and rasa_project:
+        _extend_or_skip(dialogues, lambda: story_dialogues(domain, stories, settings.seed, stats),
+                        "Rasa stories", "stories_unreadable", stats)
     wanted = settings.domain_responses == DOMAIN_RESPONSES_ALWAYS or (
         settings.domain_responses == DOMAIN_RESPONSES_AUTO and bitext_dir is None
     )
-    if wanted and domain is not None and stories:
-        try:
-            dialogues.extend(domain_response_dialogues(domain, stories, stats))
-        except Exception as error:  # same: keep whatever else there is
-            logger.error("could not read the domain responses (%s); continuing without them", error)
-            stats["domain_responses_unreadable"] += 1
-    if settings.rule_responses and domain is not None and stories:
-        try:
-            dialogues.extend(rule_response_dialogues(domain, stories, settings.rule_responses, stats))
-        except Exception as error:  # same: keep whatever else there is
-            logger.error("could not read the rules' responses (%s); continuing without them", error)
-            stats["rule_responses_unreadable"] += 1
+    if wanted and rasa_project:
+        _extend_or_skip(dialogues, lambda: domain_response_dialogues(domain, stories, stats),
+                        "the domain responses", "domain_responses_unreadable", stats)
+    if settings.rule_responses and rasa_project:
+        _extend_or_skip(dialogues, lambda: rule_response_dialogues(domain, stories, settings.rule_responses, stats),
+                        "the rules' responses", "rule_responses_unreadable", stats)
     dialogues.extend(jsonl_dialogues(logs))
     return dialogues
+
+
+def _extend_or_skip(
+    dialogues: List[Dialogue], read: Callable[[], Iterable[Dialogue]], what: str, stat: str, stats: Counter
+) -> None:
+    """Add what ``read`` yields; a broken Rasa file loses that source only, logged and counted."""
+    try:
+        dialogues.extend(read())
+    except Exception as error:  # keep whatever else there is
+        logger.error("could not read %s (%s); continuing without them", what, error)
+        stats[stat] += 1
 
 
 def _length_stats(values: List[int]) -> Dict[str, float]:

@@ -105,6 +105,13 @@ def jsonl_dialogues(paths: Iterable[Path | str]) -> Iterator[Dialogue]:
 # --------------------------------------------------------------------------- Rasa stories
 
 
+def _importer(domain_path: Path | str, data_paths: Sequence[Path | str]):
+    """Rasa's file importer over the project's domain and training data."""
+    from rasa.shared.importers.rasa import RasaFileImporter
+
+    return RasaFileImporter(domain_path=str(domain_path), training_data_paths=[str(p) for p in data_paths])
+
+
 def _response_text(domain, action: str) -> Optional[str]:
     """The first unconditional text variant of a domain response (else the first with text)."""
     variants = domain.responses.get(action) or []
@@ -146,10 +153,9 @@ def story_dialogues(
     """Multi-turn dialogues from the assistant's stories (rules are not conversations; skipped)."""
     from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
     from rasa.shared.core.training_data.structures import RuleStep
-    from rasa.shared.importers.rasa import RasaFileImporter
 
     stats = stats if stats is not None else Counter()
-    importer = RasaFileImporter(domain_path=str(domain_path), training_data_paths=[str(p) for p in data_paths])
+    importer = _importer(domain_path, data_paths)
     domain = importer.get_domain()
     examples = _examples_by_intent(importer.get_nlu_data())
     for step in importer.get_stories().story_steps:
@@ -243,10 +249,9 @@ def domain_response_dialogues(
     placeholders whose value the example does not carry are skipped. Intents without such a
     response (e.g. ``track_order``, answered by a custom action) give nothing.
     """
-    from rasa.shared.importers.rasa import RasaFileImporter
 
     stats = stats if stats is not None else Counter()
-    importer = RasaFileImporter(domain_path=str(domain_path), training_data_paths=[str(p) for p in data_paths])
+    importer = _importer(domain_path, data_paths)
     domain = importer.get_domain()
     for intent, examples in sorted(_examples_by_intent(importer.get_nlu_data()).items()):
         variants = _text_variants(domain, f"utter_{intent}")
@@ -267,10 +272,9 @@ def rule_response_dialogues(
     """
     from rasa.shared.core.events import ActionExecuted, UserUttered
     from rasa.shared.core.training_data.structures import RuleStep
-    from rasa.shared.importers.rasa import RasaFileImporter
 
     stats = stats if stats is not None else Counter()
-    importer = RasaFileImporter(domain_path=str(domain_path), training_data_paths=[str(p) for p in data_paths])
+    importer = _importer(domain_path, data_paths)
     domain = importer.get_domain()
     pairs = set()
     for step in importer.get_stories().story_steps:

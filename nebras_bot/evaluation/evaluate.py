@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Sequence
 
-from nebras_bot import paths
 from nebras_bot.evaluation import textmetrics
-from nebras_bot.evaluation.baselines import IntentTemplateBaseline, TfidfRetrievalBaseline, fill_known
+from nebras_bot.evaluation.baselines import TfidfRetrievalBaseline, fill_known
 from nebras_bot.evaluation.settings import (
     METRICS_FILE,
     NON_EMPTY_DATA_COLUMNS,
@@ -202,7 +201,9 @@ def run_evaluation(
     ``serving_path.ModelUnavailableError`` when the model cannot be loaded.
     Returns the metrics dict (the content of metrics.json).
     """
-    from nebras_bot.evaluation.serving_path import build_generator, generation_mode, loaded_model, prompt_for, reply_inputs
+    from nebras_bot.evaluation.serving_path import (
+        build_generator, generation_mode, loaded_model, project_templates, prompt_for, reply_inputs,
+    )
     from nebras_bot.generation.generator import LAST_RESORT_TEXT, templated_text
 
     settings = settings or EvaluationSettings()
@@ -213,9 +214,8 @@ def run_evaluation(
         rows = rows[: max(0, int(limit))]
     priors: List[Optional[EvalRow]] = prior_rows(rows) if prior_exchange else [None] * len(rows)
     train_rows = read_rows(train, REQUIRED_TRAIN_COLUMNS, REQUIRED_TRAIN_COLUMNS)
-    domains = [Path(domain)] if domain else [paths.home() / settings.domain, paths.home() / settings.domain_dir]
     try:
-        templates = IntentTemplateBaseline.from_domain(*domains)
+        templates = project_templates(domain, settings)
     except FileNotFoundError as error:
         raise EvaluationInputError(f"{error}; pass --domain or run from the project root") from error
     tfidf = TfidfRetrievalBaseline([r["instruction"] for r in train_rows], [r["response"] for r in train_rows],

@@ -80,6 +80,18 @@ def domain_templates(domain: Optional[Path]) -> Variants:
     return intent_templates(domain)
 
 
+def project_templates(domain: Path | str | None = None, settings: Any = None) -> Any:
+    """The templates Rasa would send (an ``IntentTemplateBaseline``): from ``domain``, or the project's
+    domain (``settings.domain`` and ``settings.domain_dir`` under ``NEBRAS_HOME``)."""
+    from nebras_bot import paths
+    from nebras_bot.evaluation.baselines import IntentTemplateBaseline
+    from nebras_bot.evaluation.settings import EvaluationSettings
+
+    settings = settings or EvaluationSettings()
+    domains = [Path(domain)] if domain else [paths.home() / settings.domain, paths.home() / settings.domain_dir]
+    return IntentTemplateBaseline.from_domain(*domains)
+
+
 def render(variants: Variants, intent: Optional[str], values: Mapping[str, str]) -> Optional[str]:
     """The reply Rasa's templated NLG would send for ``intent`` given slot ``values``."""
     from nebras_bot.data.templates import render_template
