@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field, constr
 SCHEMA_MAX_MESSAGE_CHARS = 20_000
 SENDER_ID = constr(strip_whitespace=True, min_length=1, max_length=128, regex=r"^[\w.:@+-]+$")
 TICKET_ID = constr(regex=r"^TCK-[A-Z0-9]{6,}$")
+# At least one character that is not white space (the ticket store refuses a blank description).
+NOT_BLANK = r"^\s*\S"
 
 
 class ChatRequest(BaseModel):
@@ -51,7 +53,7 @@ class FeedbackResponse(BaseModel):
 
 class TicketCreate(BaseModel):
     email: str = Field(..., max_length=320, regex=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    description: str = Field(..., min_length=1, max_length=SCHEMA_MAX_MESSAGE_CHARS)
+    description: str = Field(..., min_length=1, max_length=SCHEMA_MAX_MESSAGE_CHARS, regex=NOT_BLANK)
     sender_id: Optional[SENDER_ID] = None  # type: ignore[valid-type]
     order_id: Optional[str] = Field(None, max_length=64)
     idempotency_key: Optional[str] = Field(None, max_length=128)

@@ -214,7 +214,8 @@ def test_ticket_lifecycle(make_client):
 
 
 @pytest.mark.parametrize("body", [{"email": "not-an-email", "description": "x broken"},
-                                  {"email": "a@example.com", "description": ""}, {"description": "no email"}])
+                                  {"email": "a@example.com", "description": ""}, {"description": "no email"},
+                                  {"email": "a@example.com", "description": "\n \t"}])  # blank: was a 500
 def test_invalid_ticket_is_422(make_client, body):
     response = make_client().post("/v1/tickets", json=body)
     assert response.status_code == 422 and response.json()["detail"]
