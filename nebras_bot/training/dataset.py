@@ -296,10 +296,20 @@ def iterate_forever(items: Sequence) -> Iterator:
         yield from items
 
 
+def repeat_sources(dialogues: Sequence[Dialogue], copies: Mapping[str, int]) -> List[Dialogue]:
+    """``dialogues`` with each one of a source named in ``copies`` there that many times (in place,
+    so each copy is shuffled, packed and given an earlier exchange on its own); others once."""
+    return [d for d in dialogues for _ in range(copies.get(d.source, 1))]
+
+
 def encode_split(dialogues, tokenizer, recipe: "Recipe", templates, index, limit: Optional[int] = None,
                  sketches: bool = False):
-    """Encoded examples of ``dialogues``; ``sketches``: apply the recipe's template sketches and
-    earlier exchanges (training only)."""
+    """Encoded examples of ``dialogues``; ``sketches``: apply the recipe's source repeats, template
+    sketches and earlier exchanges (training only)."""
+    if sketches and recipe.source_repeats:
+        before = len(dialogues)
+        dialogues = repeat_sources(dialogues, recipe.source_repeats)
+        logger.info("source repeats %s: %d -> %d training dialogues", recipe.source_repeats, before, len(dialogues))
     examples = exchanges(dialogues, templates)
     if limit:
         examples = examples[:limit]

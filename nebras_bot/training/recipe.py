@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from pydantic import BaseModel, Field, validator
 
+from nebras_bot.data.records import SOURCES
 from nebras_bot.generation.retrieval import DEFAULT_POOL, ORDER_SIMILARITY, check_order
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -60,6 +61,11 @@ class Recipe(BaseModel):
     # intent (its message, reply and entities as slots): teaches the model to answer the latest
     # message after a change of subject (dataset.add_prior_exchanges). Validation is never changed.
     prior_exchange_share: float = Field(0.0, ge=0, le=1)
+    # Training copies per dialogue of a source ({source: copies}; unnamed sources: 1): the Rasa
+    # project's own few dialogues (rasa_rules: out-of-scope messages, rasa_stories) are otherwise
+    # a handful among thousands of Bitext rows, and a 45-minute run sees most of them never
+    # (dataset.repeat_sources). Validation is never repeated.
+    source_repeats: Dict[str, int] = Field(default_factory=dict)
     max_train_examples: Optional[int] = None  # for quick runs and tests
     # --- optimisation
     batch_size: int = Field(8, ge=1)
@@ -92,6 +98,16 @@ class Recipe(BaseModel):
         if value not in (METHOD_FULL, METHOD_LORA):
             raise ValueError(f"method must be {METHOD_FULL!r} or {METHOD_LORA!r}, not {value!r}")
         return value
+
+    @validator("source_repeats")
+    def _known_sources(cls, value: Dict[str, int]) -> Dict[str, int]:  # noqa: N805
+        unknown = sorted(set(value) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"source_repeats: unknown source(s) {unknown}; expected some of {list(SOURCES)}")
+        low = {name: copies for name, copies in value.items() if int(copies) < 1}
+        if low:
+            raise ValueError(f"source_repeats: copies must be >= 1, got {low}")
+        return {name: int(copies) for name, copies in value.items()}
 
     @validator("budget_clock")
     def _known_clock(cls, value: str) -> str:  # noqa: N805

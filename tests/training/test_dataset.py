@@ -243,3 +243,47 @@ def test_prior_exchanges_are_deterministic_and_training_only(tiny_dataset, tiny_
     prompt = tokenizer.decode([t for t, label in zip(encoded[i].input_ids, encoded[i].labels) if label == -100])
     assert prompt.count("<|user|>") == 2
     assert prompt.index(histories[i][0][:20]) < prompt.rindex("<|user|>") < prompt.index(histories[i][-1][:20])
+
+
+# --------------------------------------------------------------------------- source repeats
+
+
+@pytest.mark.parametrize("copies, expected", [
+    ({}, ["b1", "r1", "b2", "s1"]),
+    ({"rasa_rules": 1}, ["b1", "r1", "b2", "s1"]),
+    ({"rasa_rules": 3}, ["b1", "r1", "r1", "r1", "b2", "s1"]),
+    ({"rasa_rules": 2, "rasa_stories": 2}, ["b1", "r1", "r1", "b2", "s1", "s1"]),
+    ({"tickets": 5}, ["b1", "r1", "b2", "s1"]),  # a source with no dialogues changes nothing
+])
+def test_repeat_sources_copies_only_the_named_sources_in_place(copies, expected) -> None:
+    def dialogue(i: str, source: str) -> Dialogue:
+        return Dialogue(id=i, source=source, turns=[Turn(role="user", text="hi"), Turn(role="agent", text="hello")])
+
+    dialogues = [dialogue("b1", "bitext"), dialogue("r1", "rasa_rules"), dialogue("b2", "bitext"),
+                 dialogue("s1", "rasa_stories")]
+    assert [d.id for d in ds.repeat_sources(dialogues, copies)] == expected
+    assert [d.id for d in dialogues] == ["b1", "r1", "b2", "s1"]  # the input list is untouched
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"bitexts": 2}, "unknown source"),
+    ({"rasa_rules": 0}, "copies must be >= 1"),
+])
+def test_recipe_refuses_bad_source_repeats(value, message) -> None:
+    from nebras_bot.training.recipe import Recipe
+
+    with pytest.raises(ValueError, match=message):
+        Recipe(source_repeats=value)
+
+
+def test_source_repeats_apply_to_training_prompts_only(tiny_dataset, tiny_recipe) -> None:
+    from nebras_bot.data.prepare import load_split
+
+    rules = [d for d in load_split(tiny_dataset, "train") if d.source == "rasa_rules"]
+    assert rules  # the fixture project's out-of-scope exchanges are in the training split
+    recipe = tiny_recipe.with_overrides({"source_repeats": {"rasa_rules": 4}, "retrieval": False})
+    plain, _ = _encode_train_split(tiny_dataset, recipe, training=False)
+    repeated, encoded = _encode_train_split(tiny_dataset, recipe, training=True)
+    assert len(repeated) == len(encoded) == len(plain) + 3 * len(rules)
+    rule_replies = {d.turns[-1].text for d in rules}
+    assert sum(e.reply in rule_replies for e in repeated) == 4 * sum(e.reply in rule_replies for e in plain)

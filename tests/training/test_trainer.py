@@ -170,3 +170,12 @@ def test_the_lr_candidate_is_the_default_with_only_the_learning_rate_doubled():
     assert candidate.lr == 2 * default.lr == 0.002
     differing = {key for key, value in default.dict().items() if candidate.dict()[key] != value}
     assert differing == {"name", "description", "lr"}
+
+
+def test_the_out_of_scope_candidate_is_the_default_with_only_source_repeats():
+    """``default-oos-repeats`` (fourteenth session) differs from ``default`` in its repeated
+    out-of-scope exchanges alone."""
+    default, candidate = load_recipe("default"), load_recipe("default-oos-repeats")
+    assert candidate.source_repeats == {"rasa_rules": 10} and default.source_repeats == {}
+    differing = {key for key, value in default.dict().items() if candidate.dict()[key] != value}
+    assert differing == {"name", "description", "source_repeats"}
