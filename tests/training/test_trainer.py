@@ -172,10 +172,12 @@ def test_the_lr_candidate_is_the_default_with_only_the_learning_rate_doubled():
     assert differing == {"name", "description", "lr"}
 
 
-def test_the_out_of_scope_candidate_is_the_default_with_only_source_repeats():
-    """``default-oos-repeats`` (fourteenth session) differs from ``default`` in its repeated
-    out-of-scope exchanges alone."""
-    default, candidate = load_recipe("default"), load_recipe("default-oos-repeats")
-    assert candidate.source_repeats == {"rasa_rules": 10} and default.source_repeats == {}
-    differing = {key for key, value in default.dict().items() if candidate.dict()[key] != value}
-    assert differing == {"name", "description", "source_repeats"}
+def test_the_quick_recipe_is_the_default_on_a_shorter_budget():
+    """``make run`` trains ``quick``: its model must have the default's shape (base, LoRA, prompt,
+    data: earlier exchanges, repeated out-of-scope exchanges) and differ only in the budget."""
+    default, quick = load_recipe("default"), load_recipe("quick")
+    assert quick.source_repeats == default.source_repeats == {"rasa_rules": 10}
+    differing = {key for key, value in default.dict().items() if quick.dict()[key] != value}
+    assert differing <= {"name", "description", "max_minutes", "eval_every", "eval_batches",
+                         "final_eval_batches", "early_stopping_patience"}
+    assert quick.max_minutes < default.max_minutes
