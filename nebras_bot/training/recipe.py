@@ -104,10 +104,10 @@ class Recipe(BaseModel):
         unknown = sorted(set(value) - set(SOURCES))
         if unknown:
             raise ValueError(f"source_repeats: unknown source(s) {unknown}; expected some of {list(SOURCES)}")
-        low = {name: copies for name, copies in value.items() if int(copies) < 1}
+        low = {name: copies for name, copies in value.items() if copies < 1}  # already ints (pydantic)
         if low:
             raise ValueError(f"source_repeats: copies must be >= 1, got {low}")
-        return {name: int(copies) for name, copies in value.items()}
+        return value
 
     @validator("budget_clock")
     def _known_clock(cls, value: str) -> str:  # noqa: N805

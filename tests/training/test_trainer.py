@@ -163,13 +163,17 @@ def test_lora_trains_only_adapters_and_saves_a_merged_model(tiny_dataset: Path, 
     assert not [k for k in changed if "wte" in k or "wpe" in k or ".ln_" in k]  # ... and only the adapted layers
 
 
+def _fields_that_differ(first: Recipe, second: Recipe) -> set:
+    other = second.dict()
+    return {key for key, value in first.dict().items() if other[key] != value}
+
+
 def test_the_lr_candidate_is_the_default_with_only_the_learning_rate_doubled():
     """``default-lr2e-3`` (twelfth session) must differ from ``default`` in its learning rate alone,
     or its measured comparison no longer says what it says."""
     default, candidate = load_recipe("default"), load_recipe("default-lr2e-3")
     assert candidate.lr == 2 * default.lr == 0.002
-    differing = {key for key, value in default.dict().items() if candidate.dict()[key] != value}
-    assert differing == {"name", "description", "lr"}
+    assert _fields_that_differ(default, candidate) == {"name", "description", "lr"}
 
 
 def test_the_quick_recipe_is_the_default_on_a_shorter_budget():
@@ -177,7 +181,6 @@ def test_the_quick_recipe_is_the_default_on_a_shorter_budget():
     data: earlier exchanges, repeated out-of-scope exchanges) and differ only in the budget."""
     default, quick = load_recipe("default"), load_recipe("quick")
     assert quick.source_repeats == default.source_repeats == {"rasa_rules": 10}
-    differing = {key for key, value in default.dict().items() if quick.dict()[key] != value}
-    assert differing <= {"name", "description", "max_minutes", "eval_every", "eval_batches",
-                         "final_eval_batches", "early_stopping_patience"}
+    assert _fields_that_differ(default, quick) <= {"name", "description", "max_minutes", "eval_every",
+                                                   "eval_batches", "final_eval_batches", "early_stopping_patience"}
     assert quick.max_minutes < default.max_minutes
